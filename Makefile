@@ -1,0 +1,34 @@
+.PHONY: install test test-fast quality style demo quickstart clean
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Two workers on the 2-core reference machine; torch gets one thread per worker.
+PYTEST_WORKERS ?= 2
+
+install:
+	@bash scripts/setup_venv.sh
+
+# The README's test command: set-up + the whole offline test suite (slow tests included).
+test: install
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --timeout 900 -q tests
+
+# Everything but the tests marked slow.
+test-fast: install
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(PYTEST_WORKERS) -q -m "not slow" tests
+
+quality: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+style: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# The README's main command. Until the end-to-end pipeline lands, it runs the quickstart.
+demo: quickstart
+
+quickstart: install
+	HF_HUB_OFFLINE=1 $(PY) examples/quickstart.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,41 @@
+# Copyright 2026 The adagrpo-trl Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""AdaGRPO for generative recommendation: NLL-anchored GRPO with a per-sample binary gate, as a TRL extension."""
+
+__version__ = "0.1.0.dev0"
+
+from .adagrpo_config import AdaGRPOConfig
+from .adagrpo_trainer import AdaGRPOTrainer
+from .gating import (
+    compute_gate,
+    negatives_in_bottom_rho,
+    policy_difficulty,
+    rank_of_ground_truth,
+    reward_top_tau,
+    sample_cross_negatives,
+    top_fraction_cutoff,
+)
+
+
+__all__ = [
+    "AdaGRPOConfig",
+    "AdaGRPOTrainer",
+    "compute_gate",
+    "negatives_in_bottom_rho",
+    "policy_difficulty",
+    "rank_of_ground_truth",
+    "reward_top_tau",
+    "sample_cross_negatives",
+    "top_fraction_cutoff",
+]

@@ -1,0 +1,560 @@
+# Copyright 2026 The adagrpo-trl Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate.logging import get_logger
+from accelerate.utils import gather, gather_object
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from trl import GRPOTrainer
+from trl.data_utils import is_conversational
+from trl.models import unwrap_model_for_generation
+from trl.models.utils import disable_gradient_checkpointing
+from trl.trainer.utils import get_config_model_id, pad
+
+from .adagrpo_config import AdaGRPOConfig
+from .gating import (
+    compute_gate,
+    negatives_in_bottom_rho,
+    policy_difficulty,
+    reward_top_tau,
+    sample_cross_negatives,
+)
+
+
+logger = get_logger(__name__)
+
+# A logits processor, or a factory called with the (left-padded) prompt length of each generate call and returning one.
+# Factories let a processor look only at the generated suffix, e.g. `lambda n: TrieLogitsProcessor(catalog, n)`.
+LogitsProcessorSpec = LogitsProcessor | Callable[[int], LogitsProcessor]
+
+# Row-normalised loss types: their GRPO normaliser counts rows; the others count tokens.
+_ROW_NORMALISED_LOSSES = ("grpo", "sapo", "luspo", "dr_grpo")
+
+# Keys of the gate-scoring batch that come from the rollouts; everything else is the prompt's dataset row.
+_ROLLOUT_KEYS = ("prompt", "completion", "completion_ids")
+
+
+class AdaGRPOTrainer(GRPOTrainer):
+    """
+    Trainer for AdaGRPO, from the paper [Adaptive Loss Balancing for Noise-Robust GRPO in Generative
+    Recommendation](https://huggingface.co/papers/2606.08480).
+
+    AdaGRPO keeps the supervised NLL of the ground-truth completion always on and adds the GRPO term only for the
+    samples that a binary gate admits: the policy is uncertain about the ground truth (*difficulty*: the ground truth is
+    not among its top-τ rollouts by log-prob) and the reward separates the ground truth from rollouts and cross-query
+    negatives (*discriminability*). Every other sample gets pure supervision. The diagnostics reuse the rollouts and the
+    reward functions that GRPO runs anyway; see [`AdaGRPOConfig`] for the exact definitions.
+
+    The loss of an optimizer step is `nll_coef · mean_b NLL(y*_b | x_b) + grpo_coef · GRPO restricted to admitted
+    samples`. The restriction folds the gate into GRPO's loss-only mask (`tool_mask`), so that a gate of 0 removes the
+    sample from the policy term, the KL term, the entropy bonus and the normalisers of every `loss_type`: with α ≡ 0 the
+    gradient is exactly the pure-NLL gradient, and with `gate_mode="always", nll_coef=0` the trainer is
+    [`~trl.GRPOTrainer`] step for step.
+
+    Overridden methods of [`~trl.GRPOTrainer`] (everything else is inherited unchanged):
+
+    - `_generate_single_turn`: beam rollouts (`rollout="beam"`: K distinct beams per prompt, best first) and
+      `logits_processors` for both rollout modes, on the transformers generation path.
+    - `_calculate_rewards`: keeps the rollouts and their gathered rewards for the gate.
+    - `_generate_and_score_completions`: tokenises the ground truth, computes the gate on the global generation batch
+      (gathered first, so the gate does not depend on the number of processes) and folds it into the loss mask.
+    - `_compute_loss`: the gated GRPO term plus the NLL anchor (untempered log-probs, scaled for gradient accumulation
+      like TRL's entropy bonus).
+
+    Example:
+
+    ```python
+    from adagrpo_trl import AdaGRPOConfig, AdaGRPOTrainer
+
+    trainer = AdaGRPOTrainer(
+        model="path/to/sft-checkpoint",
+        reward_funcs=ranker_reward,  # any TRL reward function(s)
+        args=AdaGRPOConfig(output_dir="adagrpo", gate_tau=0.25, gate_rho=0.5),
+        train_dataset=dataset,  # "prompt" + "completion" (ground truth) + context columns
+    )
+    trainer.train()
+    ```
+
+    Args:
+        model (`str` or [`~transformers.PreTrainedModel`] or [`~peft.PeftModel`]):
+            As in [`~trl.GRPOTrainer`].
+        reward_funcs (`RewardFunc` or `list[RewardFunc]`):
+            As in [`~trl.GRPOTrainer`]. The gate scores the ground truth and the cross-query negatives with the same
+            functions and `reward_weights`, in the prompt's context (the dataset columns reach them as kwargs). A reward
+            function object may define `invalid_mask(completion_ids: list[list[int]]) -> list[bool]` to report
+            hallucinated items; the share of rollouts it flags is logged as `gate/invalid_rollout_rate`.
+        args ([`AdaGRPOConfig`], *optional*):
+            Configuration. Defaults to `AdaGRPOConfig("<model>-AdaGRPO")`.
+        train_dataset, eval_dataset, processing_class, reward_processing_classes, callbacks, optimizers,
+        quantization_config, peft_config, tools, rollout_func, environment_factory:
+            As in [`~trl.GRPOTrainer`]. Every row needs the `ground_truth_column` (default `"completion"`).
+        logits_processors (`list[LogitsProcessor | Callable[[int], LogitsProcessor]]`, *optional*):
+            Logits processors applied to the rollouts of both rollout modes (for example a trie that constrains
+            generation to catalog items). A callable that is not a [`~transformers.LogitsProcessor`] is a factory:
+            it is called with the left-padded prompt length of each generate call and returns the processor.
+            Transformers generation path only (not vLLM, not continuous batching).
+    """
+
+    _tag_names = ["trl", "adagrpo", "grpo", "recommendation"]
+    _name = "AdaGRPO"
+    _paper = {
+        "title": "Adaptive Loss Balancing for Noise-Robust GRPO in Generative Recommendation",
+        "id": "2606.08480",
+        # docstyle-ignore
+        "citation": textwrap.dedent("""\
+            @article{adagrpo2026,
+                title        = {{Adaptive Loss Balancing for Noise-Robust GRPO in Generative Recommendation}},
+                year         = 2026,
+                eprint       = {arXiv:2606.08480},
+            }"""),
+    }
+
+    def __init__(
+        self,
+        model,
+        reward_funcs=None,
+        args: AdaGRPOConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        reward_processing_classes=None,
+        callbacks=None,
+        optimizers=(None, None),
+        quantization_config=None,
+        peft_config=None,
+        tools=None,
+        rollout_func=None,
+        environment_factory=None,
+        logits_processors: list[LogitsProcessorSpec] | None = None,
+    ):
+        if args is None:
+            model_name = model if isinstance(model, str) else get_config_model_id(model.config)
+            args = AdaGRPOConfig(f"{model_name.split('/')[-1]}-AdaGRPO")
+        elif not isinstance(args, AdaGRPOConfig):
+            raise TypeError(
+                f"AdaGRPOTrainer needs an AdaGRPOConfig, got {type(args).__name__}. Build the config with "
+                "AdaGRPOConfig(...) (it accepts every GRPOConfig field)."
+            )
+        super().__init__(
+            model=model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            reward_processing_classes=reward_processing_classes,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            quantization_config=quantization_config,
+            peft_config=peft_config,
+            tools=tools,
+            rollout_func=rollout_func,
+            environment_factory=environment_factory,
+        )
+        self.logits_processors = list(logits_processors or [])
+        for spec in self.logits_processors:
+            if not callable(spec):
+                raise TypeError(
+                    f"logits_processors entries must be LogitsProcessor objects or factories, got {spec!r}."
+                )
+        if (self.logits_processors or args.rollout == "beam") and (
+            self.use_vllm or self.use_transformers_continuous_batching or rollout_func is not None
+        ):
+            raise ValueError(
+                "logits_processors and rollout='beam' apply to the transformers generation path only; they cannot be "
+                "combined with use_vllm, use_transformers_continuous_batching or rollout_func."
+            )
+        if self._tokenizer.eos_token_id is None:
+            raise ValueError("The tokenizer has no eos_token_id: AdaGRPO appends EOS to the ground-truth completion.")
+        self._ground_truth_cache: dict[str, list[int]] = {}
+        self._gate_stash: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Rollouts
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        own_path = self.args.rollout == "beam" or self.logits_processors
+        if not own_path or self.use_vllm or self.use_transformers_continuous_batching:
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        if images is not None or multimodal_fields:
+            raise NotImplementedError("rollout='beam' and logits_processors support text-only models.")
+        return self._generate_with_processors(prompt_ids, num_generations)
+
+    def _generate_with_processors(self, prompt_ids: list[list[int]], num_generations: int):
+        """Sampling or beam generation with the trainer's logits processors (transformers path)."""
+        device = self.accelerator.device
+        beam = self.args.rollout == "beam"
+        if beam:
+            if len(prompt_ids) % num_generations != 0:
+                raise ValueError(
+                    f"rollout='beam' got {len(prompt_ids)} prompts on this process, not whole groups of "
+                    f"num_generations={num_generations}."
+                )
+            unique_prompt_ids = prompt_ids[::num_generations]
+            for i, ids in enumerate(prompt_ids):
+                if ids != unique_prompt_ids[i // num_generations]:
+                    raise ValueError(
+                        f"rollout='beam' expects each prompt repeated num_generations={num_generations} times in a "
+                        f"row, but row {i} differs from the first row of its group."
+                    )
+            generation_config = self._beam_generation_config(num_generations)
+        else:
+            unique_prompt_ids = prompt_ids
+            generation_config = self.generation_config
+
+        prompt_tensors = [torch.tensor(ids) for ids in unique_prompt_ids]
+        input_ids = pad(prompt_tensors, padding_value=self._tokenizer.pad_token_id, padding_side="left")
+        attention_mask = pad([torch.ones_like(t) for t in prompt_tensors], padding_value=0, padding_side="left")
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+        prompt_length = input_ids.size(1)
+        processors = LogitsProcessorList(
+            spec if isinstance(spec, LogitsProcessor) else spec(prompt_length) for spec in self.logits_processors
+        )
+
+        with (
+            unwrap_model_for_generation(
+                self.model_wrapped,
+                self.accelerator,
+                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                generation_kwargs=self.generation_kwargs,
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as unwrapped_model,
+            torch.no_grad(),
+            self._dist.summon_full_params(self.model_wrapped, recurse=False),
+        ):
+            sequences = unwrapped_model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=generation_config,
+                logits_processor=processors,
+            )
+        completion_ids = sequences[:, prompt_length:]
+        return self._cut_after_eos(completion_ids), None
+
+    def _beam_generation_config(self, num_beams: int) -> GenerationConfig:
+        """An explicit beam-search config: nothing is inherited from the model (no top-k/top-p warpers)."""
+        return GenerationConfig(
+            max_new_tokens=self.max_completion_length,
+            num_beams=num_beams,
+            num_return_sequences=num_beams,
+            do_sample=False,
+            length_penalty=0.0,  # rank beams by summed log-prob, the policy order of the difficulty test
+            early_stopping=True,
+            pad_token_id=self._tokenizer.pad_token_id,
+            bos_token_id=self._tokenizer.bos_token_id,
+            eos_token_id=self.eos_token_ids,
+            disable_compile=True,
+        )
+
+    def _cut_after_eos(self, completion_ids: torch.Tensor) -> list[list[int]]:
+        eos = torch.tensor(self.eos_token_ids, device=completion_ids.device)
+        is_eos = torch.isin(completion_ids, eos)
+        lengths = torch.where(
+            is_eos.any(dim=1),
+            is_eos.int().argmax(dim=1) + 1,
+            torch.full_like(is_eos[:, 0], is_eos.size(1), dtype=torch.long),
+        )
+        return [row[:n].tolist() for row, n in zip(completion_ids.cpu(), lengths.cpu().tolist(), strict=True)]
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Gate
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        # Keep the rollouts exactly as the rewards saw them, for the gate computed after the parent returns.
+        self._gate_stash = {
+            "inputs": inputs,
+            "prompts": prompts,
+            "completion_ids": [list(ids) for ids in completion_ids_list],
+            "rewards_per_func": rewards_per_func,
+        }
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, torch.Tensor | Any]:
+        output = super()._generate_and_score_completions(inputs)
+        stash, self._gate_stash = self._gate_stash, {}
+        mode = "train" if self.model.training else "eval"
+        num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+        device = self.accelerator.device
+
+        ground_truth_ids = [self._ground_truth_ids(row, index) for index, row in enumerate(inputs)]
+        output["ground_truth_ids"] = pad(
+            [torch.tensor(ids) for ids in ground_truth_ids], padding_value=self._tokenizer.pad_token_id
+        ).to(device)
+        output["ground_truth_mask"] = pad(
+            [torch.ones(len(ids), dtype=torch.long) for ids in ground_truth_ids], padding_value=0
+        ).to(device)
+
+        # The diagnostics use no global randomness (dropout included), so they never change the rollouts to come.
+        with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+            gate = self._compute_gate(output, stash, ground_truth_ids, num_generations, mode)
+
+        if self.args.gate_mode != "always":
+            loss_mask = output["completion_mask"] * output.get("tool_mask", 1)
+            tool_mask = output.get("tool_mask", torch.ones_like(output["completion_mask"]))
+            output["tool_mask"] = tool_mask * gate.to(tool_mask.dtype).unsqueeze(1)
+            if self.args.gate_normalization == "admitted":
+                if self.loss_type in _ROW_NORMALISED_LOSSES:
+                    counts = torch.stack([torch.tensor(float(gate.numel())), gate.sum().float().cpu()]).to(device)
+                else:
+                    admitted_mask = output["completion_mask"] * output["tool_mask"]
+                    counts = torch.stack([loss_mask.sum().float(), admitted_mask.sum().float()])
+                total, admitted = gather(counts.unsqueeze(0)).sum(dim=0)
+                scale = total / admitted if admitted > 0 else torch.zeros((), device=device)
+                output["gate_loss_scale"] = scale.reshape(())
+        return output
+
+    def _ground_truth_ids(self, row: dict[str, Any], index: int) -> list[int]:
+        """Token ids of a row's ground-truth completion, EOS appended (cached by text)."""
+        column = self.args.ground_truth_column
+        if column not in row:
+            raise ValueError(
+                f"Row {index} of the generation batch has no ground-truth column {column!r} (columns: "
+                f"{sorted(row)}). Set `ground_truth_column`, and keep remove_unused_columns=False."
+            )
+        value = row[column]
+        if isinstance(value, list) and value and isinstance(value[-1], dict):  # conversational completion
+            value = value[-1].get("content")
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"Row {index}: ground truth {column!r} must be a non-empty string, got {value!r}.")
+        ids = self._ground_truth_cache.get(value)
+        if ids is None:
+            ids = self._tokenizer(text=value, add_special_tokens=False)["input_ids"] + [self._tokenizer.eos_token_id]
+            if len(ids) > self.max_completion_length:
+                raise ValueError(
+                    f"Row {index}: ground truth {value!r} is {len(ids)} tokens with EOS, more than "
+                    f"max_completion_length={self.max_completion_length}; rollouts could never reproduce it."
+                )
+            self._ground_truth_cache[value] = ids
+        return ids
+
+    def _compute_gate(
+        self,
+        output: dict[str, Any],
+        stash: dict[str, Any],
+        ground_truth_ids: list[list[int]],
+        num_generations: int,
+        mode: str,
+    ) -> torch.Tensor:
+        """Computes the gate of the local rows from the gathered generation batch and logs the gate metrics."""
+        args = self.args
+        device = self.accelerator.device
+        local_rows = len(ground_truth_ids)
+        completion_ids = stash["completion_ids"]
+        process_slice = slice(
+            self.accelerator.process_index * local_rows, (self.accelerator.process_index + 1) * local_rows
+        )
+
+        # Global view of rollouts and ground truths (groups may straddle processes).
+        all_completions = [tuple(ids) for ids in gather_object(completion_ids)]
+        all_ground_truths = [tuple(ids) for ids in gather_object(ground_truth_ids)]
+        num_rows = len(all_completions)
+        num_prompts = num_rows // num_generations
+        group_ground_truths = all_ground_truths[::num_generations]
+        sequence_index: dict[tuple[int, ...], int] = {}
+        row_sequence_ids = torch.tensor([sequence_index.setdefault(s, len(sequence_index)) for s in all_completions])
+        ground_truth_sequence_ids = torch.tensor(
+            [sequence_index.setdefault(s, len(sequence_index)) for s in group_ground_truths]
+        )
+        found = (row_sequence_ids.view(num_prompts, num_generations) == ground_truth_sequence_ids.unsqueeze(1)).any(1)
+        metrics = {"gate/gt_in_rollouts": found.float().mean().item()}
+
+        invalid_masks = [
+            func.invalid_mask(completion_ids)
+            for func in self.reward_funcs
+            if callable(getattr(func, "invalid_mask", None))
+        ]
+        if invalid_masks:
+            invalid = torch.tensor(invalid_masks, dtype=torch.bool, device=device).any(dim=0)
+            metrics["gate/invalid_rollout_rate"] = gather(invalid.float()).mean().item()
+
+        difficulty = discriminability = None
+        if args.gate_mode in ("adaptive", "difficulty"):
+            rollout_logps, ground_truth_logps = self._sequence_logps_for_gate(output, completion_ids, ground_truth_ids)
+            rollout_logps = gather(rollout_logps).view(num_prompts, num_generations)
+            ground_truth_logps = gather(ground_truth_logps)[::num_generations]
+            difficulty = policy_difficulty(rollout_logps.cpu(), ground_truth_logps.cpu(), args.gate_tau)
+            metrics["gate/difficulty_rate"] = difficulty.float().mean().item()
+        if args.gate_mode in ("adaptive", "discriminability"):
+            rewards_per_func = stash["rewards_per_func"]
+            rollout_scores = self._aggregate_rewards(rewards_per_func).view(num_prompts, num_generations).cpu()
+            generator = torch.Generator().manual_seed(
+                args.seed * 1_000_003 + self.state.global_step * 2 + (mode == "eval")
+            )
+            negatives = sample_cross_negatives(
+                row_sequence_ids, ground_truth_sequence_ids, num_generations, args.num_cross_negatives, generator
+            )
+            ground_truth_scores, negative_scores = self._score_ground_truths_and_negatives(
+                stash, ground_truth_ids, all_completions, negatives, num_generations
+            )
+            r1 = reward_top_tau(rollout_scores, ground_truth_scores, args.gate_tau)
+            r2 = negatives_in_bottom_rho(rollout_scores, ground_truth_scores, negative_scores, args.gate_rho)
+            discriminability = r1 & r2
+            metrics["gate/r1_rate"] = r1.float().mean().item()
+            metrics["gate/r2_rate"] = r2.float().mean().item()
+            metrics["gate/discriminability_rate"] = discriminability.float().mean().item()
+            metrics["gate/unscorable_rate"] = torch.isnan(ground_truth_scores).float().mean().item()
+
+        if difficulty is None and discriminability is None:
+            gate = torch.full((num_prompts,), args.gate_mode == "always", dtype=torch.bool)
+        else:
+            gate = compute_gate(args.gate_mode, difficulty, discriminability)
+        metrics["gate/rate"] = gate.float().mean().item()
+        for name, value in metrics.items():
+            self._metrics[mode][name].append(value)
+        return gate.repeat_interleave(num_generations)[process_slice].to(device)
+
+    def _aggregate_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of the reward functions GRPO uses; NaN where every function returned None."""
+        weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
+        scores = (rewards_per_func * weights).nansum(dim=1)
+        scores[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+        return scores
+
+    def _sequence_logps_for_gate(
+        self, output: dict[str, Any], completion_ids: list[list[int]], ground_truth_ids: list[list[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed, untempered log π of each local rollout and of each local row's ground truth (one no-grad pass)."""
+        prompt_ids, prompt_mask = output["prompt_ids"], output["prompt_mask"]
+        sequences = [torch.tensor(ids, dtype=torch.long) for ids in completion_ids + ground_truth_ids]
+        targets = pad(sequences, padding_value=self._tokenizer.pad_token_id).to(prompt_ids.device)
+        target_mask = pad([torch.ones_like(s) for s in sequences], padding_value=0).to(prompt_ids.device)
+        batch_size = (
+            self.args.per_device_train_batch_size if self.model.training else self.args.per_device_eval_batch_size
+        )
+        logps = []
+        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            for start in range(0, targets.size(0), batch_size):
+                rows = torch.arange(start, min(start + batch_size, targets.size(0))) % prompt_ids.size(0)
+                token_logps = self._target_token_logps(
+                    self.model,
+                    prompt_ids[rows],
+                    prompt_mask[rows],
+                    targets[start : start + batch_size],
+                    target_mask[start : start + batch_size],
+                )
+                logps.append((token_logps * target_mask[start : start + batch_size]).sum(dim=1))
+        logps = torch.cat(logps)
+        return logps[: len(completion_ids)], logps[len(completion_ids) :]
+
+    def _target_token_logps(self, model, prompt_ids, prompt_mask, target_ids, target_mask) -> torch.Tensor:
+        """Per-token log π(target | prompt) with the plain forward (no temperature, no fused head), float32."""
+        input_ids = torch.cat([prompt_ids, target_ids], dim=1)
+        attention_mask = torch.cat([prompt_mask, target_mask], dim=1)
+        target_length = target_ids.size(1)
+        with self.accelerator.autocast():
+            logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=target_length + 1).logits
+        logits = logits[:, -target_length - 1 : -1].float()
+        return torch.gather(F.log_softmax(logits, dim=-1), 2, target_ids.unsqueeze(-1)).squeeze(-1)
+
+    def _score_ground_truths_and_negatives(
+        self,
+        stash: dict[str, Any],
+        ground_truth_ids: list[list[int]],
+        all_completions: list[tuple[int, ...]],
+        negatives: torch.Tensor,
+        num_generations: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Scores each prompt's ground truth and its cross-query negatives with the reward functions, in the prompt's
+        context. Each group is scored once, by the process that holds its first row; results are gathered so every
+        process returns the global `(P,)` and `(P, M)` score tensors.
+        """
+        inputs, prompts = stash["inputs"], stash["prompts"]
+        local_rows = len(inputs)
+        offset = self.accelerator.process_index * local_rows
+        num_prompts, num_negatives = negatives.shape
+        owned_groups = [g for g in range(num_prompts) if offset <= g * num_generations < offset + local_rows]
+
+        rows, row_prompts, row_completion_ids = [], [], []
+        for group in owned_groups:
+            local = group * num_generations - offset
+            candidates = [ground_truth_ids[local]]
+            candidates += [list(all_completions[n]) if n >= 0 else [] for n in negatives[group].tolist()]
+            for ids in candidates:
+                rows.append({k: v for k, v in inputs[local].items() if k not in _ROLLOUT_KEYS})
+                row_prompts.append(prompts[local])
+                row_completion_ids.append(ids)
+        per_group = 1 + num_negatives
+        count = torch.tensor([len(rows)], device=self.accelerator.device)
+        max_count = int(gather(count).max().item())
+        # Equal sizes on every process for the gather inside the reward computation; the padding is dropped below.
+        pad_row = {k: v for k, v in inputs[0].items() if k not in _ROLLOUT_KEYS}
+        while len(rows) < max_count:
+            rows.append(pad_row)
+            row_prompts.append(prompts[0])
+            row_completion_ids.append(ground_truth_ids[0])
+
+        if max_count == 0:
+            scores = torch.empty(0)
+        else:
+            texts = self.processing_class.batch_decode(row_completion_ids, skip_special_tokens=True)
+            if is_conversational({"prompt": row_prompts[0]}):
+                completions = [[{"role": "assistant", "content": t}] for t in texts]
+            else:
+                completions = texts
+            # Reward functions may log extra columns/metrics; those of the gate's scoring pass are not rollouts.
+            pending_extra, pending_metrics = self._pending_extra_logs, self._pending_metrics
+            self._pending_extra_logs, self._pending_metrics = type(pending_extra)(list), type(pending_metrics)(list)
+            try:
+                rewards_per_func = GRPOTrainer._calculate_rewards(
+                    self, rows, row_prompts, completions, row_completion_ids
+                )
+            finally:
+                self._pending_extra_logs, self._pending_metrics = pending_extra, pending_metrics
+            all_counts = gather(count).tolist()
+            per_process = self._aggregate_rewards(rewards_per_func).cpu().view(-1, max_count)
+            scores = torch.cat([per_process[p, :n] for p, n in enumerate(all_counts)])
+        scores = scores.view(num_prompts, per_group)
+        negative_scores = scores[:, 1:].clone()
+        # A prompt without any available negative (-1) has nothing to fail R2 with.
+        negative_scores[negatives < 0] = -torch.inf
+        return scores[:, 0], negative_scores
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Loss
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _compute_loss(self, model, inputs):
+        mode = "train" if self.model.training else "eval"
+        args = self.args
+        loss = torch.zeros((), device=self.accelerator.device)
+        if args.grpo_coef > 0 and args.gate_mode != "never":
+            grpo_loss = super()._compute_loss(model, inputs)
+            if "gate_loss_scale" in inputs:
+                grpo_loss = grpo_loss * inputs["gate_loss_scale"]
+            loss = args.grpo_coef * grpo_loss
+        if args.nll_coef > 0:
+            token_logps = self._target_token_logps(
+                model,
+                inputs["prompt_ids"],
+                inputs["prompt_mask"],
+                inputs["ground_truth_ids"],
+                inputs["ground_truth_mask"],
+            )
+            mask = inputs["ground_truth_mask"]
+            nll = (-(token_logps * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
+            normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+            loss = loss + args.nll_coef * nll / normalizer
+            self._metrics[mode]["loss/nll"].append(self.accelerator.gather(nll.detach()).mean().item())
+        return loss

@@ -1,0 +1,107 @@
+# Copyright 2026 The adagrpo-trl Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+Tokenizers and model configs for policies that write semantic IDs (SIDs), built offline.
+
+A SID token is `<{level}_{code}>` with levels `a, b, c, d, ...`; an item is one token per level, e.g.
+`<a_12><b_7><c_201><d_0>`. SID tokens are *normal* added tokens (not special tokens), so TRL keeps them in the decoded
+completion text.
+"""
+
+import string
+from collections.abc import Sequence
+
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast, Qwen2Config
+
+
+PAD_TOKEN = "<pad>"
+EOS_TOKEN = "<eos>"
+UNK_TOKEN = "<unk>"
+SPECIAL_TOKENS = (PAD_TOKEN, EOS_TOKEN, UNK_TOKEN)
+
+
+def sid_token(level: int, code: int) -> str:
+    """The token of `code` at SID `level` (0-based): `sid_token(1, 7) == "<b_7>"`."""
+    if not 0 <= level < len(string.ascii_lowercase):
+        raise ValueError(f"SID level must be in [0, 26), got {level}.")
+    if code < 0:
+        raise ValueError(f"SID code must be >= 0, got {code}.")
+    return f"<{string.ascii_lowercase[level]}_{code}>"
+
+
+def sid_vocabulary(codebook_sizes: Sequence[int]) -> list[str]:
+    """Every SID token of codebooks of the given sizes, level by level."""
+    if not codebook_sizes or any(size < 1 for size in codebook_sizes):
+        raise ValueError(f"codebook_sizes must be a non-empty list of positive sizes, got {list(codebook_sizes)}.")
+    return [sid_token(level, code) for level, size in enumerate(codebook_sizes) for code in range(size)]
+
+
+def build_sid_tokenizer(sid_tokens: Sequence[str], words: Sequence[str] = ()) -> PreTrainedTokenizerFast:
+    """
+    Builds a word-level tokenizer from scratch: special tokens, `words` (split on whitespace) and the SID tokens as
+    normal added tokens. Nothing is downloaded.
+
+    Args:
+        sid_tokens (`Sequence[str]`):
+            The SID tokens, e.g. from [`sid_vocabulary`].
+        words (`Sequence[str]`, *optional*):
+            Plain words that prompts may contain (other words become `<unk>`).
+
+    Returns:
+        [`~transformers.PreTrainedTokenizerFast`] with `pad`, `eos` and `unk` tokens and left padding.
+    """
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
+    for word in words:
+        if word not in vocab:
+            vocab[word] = len(vocab)
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token=PAD_TOKEN,
+        eos_token=EOS_TOKEN,
+        unk_token=UNK_TOKEN,
+        padding_side="left",
+    )
+    tokenizer.add_tokens(list(sid_tokens))  # normal tokens: kept by batch_decode(skip_special_tokens=True)
+    return tokenizer
+
+
+def small_qwen2_config(
+    tokenizer: PreTrainedTokenizerFast,
+    hidden_size: int = 64,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    intermediate_size: int | None = None,
+    max_position_embeddings: int = 512,
+) -> Qwen2Config:
+    """
+    A small Qwen2-style decoder config sized to `tokenizer` (untied embeddings, so new SID rows of the input and output
+    embeddings train independently).
+    """
+    return Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or 2 * hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
