@@ -22,7 +22,7 @@ completion text.
 import string
 from collections.abc import Sequence
 
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config
 
 
@@ -51,7 +51,8 @@ def sid_vocabulary(codebook_sizes: Sequence[int]) -> list[str]:
 def build_sid_tokenizer(sid_tokens: Sequence[str], words: Sequence[str] = ()) -> PreTrainedTokenizerFast:
     """
     Builds a word-level tokenizer from scratch: special tokens, `words` (split on whitespace) and the SID tokens as
-    normal added tokens. Nothing is downloaded.
+    normal added tokens. Nothing is downloaded. Decoding concatenates tokens, so generated SIDs decode to the same
+    string as the dataset's completions.
 
     Args:
         sid_tokens (`Sequence[str]`):
@@ -68,6 +69,9 @@ def build_sid_tokenizer(sid_tokens: Sequence[str], words: Sequence[str] = ()) ->
             vocab[word] = len(vocab)
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # Decode by concatenation, so a generated item reads exactly like the dataset's SID string ("<a_3><b_1>", not
+    # "<a_3> <b_1>"). Only completions are decoded in training; prompt words lose their spaces when decoded.
+    backend.decoder = decoders.Fuse()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         pad_token=PAD_TOKEN,
