@@ -52,7 +52,8 @@ for user in range(256):
     start, step = rng.randrange(len(ITEMS)), rng.choice([1, 2, 3])
     history = [ITEMS[(start + step * j) % len(ITEMS)] for j in range(4)]
     target = ITEMS[(start + step * 4) % len(ITEMS)]
-    rows.append({"prompt": "history : " + " ".join(history) + " next :", "completion": target, "target_item": target})
+    prompt = "history : " + " ".join(history) + " next :"
+    rows.append({"prompt": prompt, "completion": target, "target_item": target, "user_id": user})
 dataset = Dataset.from_list(rows)
 
 
