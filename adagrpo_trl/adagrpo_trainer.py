@@ -241,18 +241,32 @@ class AdaGRPOTrainer(GRPOTrainer):
             torch.no_grad(),
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
         ):
-            sequences = unwrapped_model.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                generation_config=generation_config,
-                logits_processor=processors,
-            )
+            # transformers fills every unset field of `generation_config` from the model's own generation config
+            # (top-k/top-p, repetition or n-gram penalties of a pretrained checkpoint). Beam rollouts inherit nothing.
+            model_generation_config = unwrapped_model.generation_config
+            if beam:
+                unwrapped_model.generation_config = GenerationConfig()
+            try:
+                sequences = unwrapped_model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    generation_config=generation_config,
+                    logits_processor=processors,
+                )
+            finally:
+                unwrapped_model.generation_config = model_generation_config
         completion_ids = sequences[:, prompt_length:]
         return self._cut_after_eos(completion_ids), None
 
     def _beam_generation_config(self, num_beams: int) -> GenerationConfig:
-        """An explicit beam-search config: nothing is inherited from the model (no top-k/top-p warpers)."""
+        """
+        An explicit beam-search config: the user's `generation_kwargs` (minus sampling and beam-shape settings) and
+        nothing inherited from the model, so no top-k/top-p warper or penalty of a pretrained checkpoint prunes beams.
+        """
+        sampling_keys = {"do_sample", "temperature", "top_k", "top_p", "min_p", "num_beams", "num_return_sequences"}
+        user_kwargs = {k: v for k, v in (self.args.generation_kwargs or {}).items() if k not in sampling_keys}
         return GenerationConfig(
+            **user_kwargs,
             max_new_tokens=self.max_completion_length,
             num_beams=num_beams,
             num_return_sequences=num_beams,

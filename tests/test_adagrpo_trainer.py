@@ -491,3 +491,24 @@ def test_ground_truth_longer_than_completion_budget(tmp_path, tokenizer, dataset
     trainer = make_trainer(tmp_path, tokenizer, dataset, max_completion_length=2)
     with pytest.raises(ValueError, match="max_completion_length=2"):
         trainer.train()
+
+
+def test_beam_rollouts_inherit_no_generation_settings_from_the_model(tmp_path, tokenizer, dataset):
+    # A checkpoint whose generation config would prune or distort beams if it leaked into the rollouts.
+    model = toy.make_model(tokenizer)
+    model.generation_config.top_k = 1
+    model.generation_config.no_repeat_ngram_size = 1
+    model.generation_config.repetition_penalty = 50.0
+    model.generation_config.bad_words_ids = [[tokenizer.convert_tokens_to_ids("<b_0>")]]
+    clean = toy.make_model(tokenizer)
+    prompt_ids = [tokenizer(dataset[i]["prompt"])["input_ids"] for i in range(2) for _ in range(4)]
+    outputs = []
+    for policy in (model, clean):
+        trainer = make_trainer(tmp_path, tokenizer, dataset, model=policy, rollout="beam")
+        trainer.model.eval()
+        torch.manual_seed(1)  # beam search must not depend on the RNG either
+        outputs.append(trainer._generate_single_turn(prompt_ids, None, {}, 4)[0])
+    assert outputs[0] == outputs[1]
+    for group in range(2):
+        assert len({tuple(ids) for ids in outputs[0][group * 4 : group * 4 + 4]}) == 4
+    assert model.generation_config.top_k == 1  # restored after generation
