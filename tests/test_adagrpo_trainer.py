@@ -512,3 +512,21 @@ def test_beam_rollouts_inherit_no_generation_settings_from_the_model(tmp_path, t
     for group in range(2):
         assert len({tuple(ids) for ids in outputs[0][group * 4 : group * 4 + 4]}) == 4
     assert model.generation_config.top_k == 1  # restored after generation
+
+
+def test_beam_and_processors_reject_other_generation_backends(tmp_path, tokenizer, dataset):
+    def rollout_func(prompts, trainer):
+        raise AssertionError("never called")
+
+    args = toy.tiny_config(tmp_path, rollout="beam")
+    with pytest.raises(ValueError, match="rollout_func"):
+        AdaGRPOTrainer(
+            model=toy.make_model(tokenizer),
+            reward_funcs=toy.target_reward,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            rollout_func=rollout_func,
+        )
+    with pytest.raises(TypeError, match="logits_processors"):
+        make_trainer(tmp_path, tokenizer, dataset, logits_processors=[42])

@@ -103,3 +103,13 @@ def test_yaml_round_trip_with_cli_override(tmp_path):
     recipe.write_text(recipe.read_text() + "gate_tua: 0.3\n")
     with pytest.raises(ValueError, match="gate_tua"):
         TrlParser((AdaGRPOConfig,)).parse_args_and_config(["--config", str(recipe)])
+
+
+def test_bnpo_with_accumulation_warns(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="adagrpo_trl.adagrpo_config"):
+        tiny_config(tmp_path, loss_type="bnpo", gradient_accumulation_steps=2)
+    assert "not gradient-accumulation exact" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="adagrpo_trl.adagrpo_config"):
+        tiny_config(tmp_path, loss_type="dapo", gradient_accumulation_steps=2)
+    assert caplog.text == ""
