@@ -22,8 +22,9 @@ completion text.
 import string
 from collections.abc import Sequence
 
+from peft import LoraConfig
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast, Qwen2Config
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast, Qwen2Config
 
 
 PAD_TOKEN = "<pad>"
@@ -108,4 +109,58 @@ def small_qwen2_config(
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
+    )
+
+
+def add_sid_tokens(
+    tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, sid_tokens: Sequence[str], mean_resizing: bool = True
+) -> list[int]:
+    """
+    Adds SID tokens to a pretrained tokenizer as normal (non-special) tokens and resizes the model's embeddings.
+
+    New rows are initialised from the mean and covariance of the existing ones (`mean_resizing=True`), so the new
+    tokens start with typical logits instead of arbitrary ones. Under PEFT, train them with [`sid_lora_config`]
+    (`modules_to_save=["embed_tokens", "lm_head"]`): plain LoRA leaves new rows frozen at their initial values.
+
+    Args:
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]):
+            The pretrained tokenizer, modified in place.
+        model ([`~transformers.PreTrainedModel`]):
+            The pretrained model, resized in place.
+        sid_tokens (`Sequence[str]`):
+            The SID tokens, e.g. from [`sid_vocabulary`].
+        mean_resizing (`bool`, *optional*, defaults to `True`):
+            Passed to [`~transformers.PreTrainedModel.resize_token_embeddings`].
+
+    Returns:
+        `list[int]`: the id of each SID token, in order.
+    """
+    vocabulary = tokenizer.get_vocab()
+    tokenizer.add_tokens([token for token in sid_tokens if token not in vocabulary])
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=mean_resizing)
+    ids = []
+    for token in sid_tokens:
+        encoded = tokenizer(token, add_special_tokens=False)["input_ids"]
+        if len(encoded) != 1:
+            raise ValueError(f"SID token {token!r} does not encode to a single token id (got {encoded}).")
+        ids.append(encoded[0])
+    return ids
+
+
+def sid_lora_config(
+    r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.05, target_modules: str | list[str] = "all-linear"
+) -> LoraConfig:
+    """
+    A LoRA config for a pretrained backbone with added SID tokens: LoRA on the linear layers (not on `lm_head`, which
+    TRL's fused head reads directly) and full copies of `embed_tokens` and `lm_head` trained, so the SID rows learn.
+    (`trainable_token_indices` on `lm_head` crashes TRL 1.16's fused head; `modules_to_save` works.)
+    """
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        target_modules=target_modules,
+        modules_to_save=["embed_tokens", "lm_head"],
     )
