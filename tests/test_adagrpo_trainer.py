@@ -530,3 +530,31 @@ def test_beam_and_processors_reject_other_generation_backends(tmp_path, tokenize
         )
     with pytest.raises(TypeError, match="logits_processors"):
         make_trainer(tmp_path, tokenizer, dataset, logits_processors=[42])
+
+
+def test_async_and_weighted_rewards_score_the_gate(tmp_path, tokenizer, dataset):
+    seen_sizes = []
+
+    async def async_reward(completions, target_item, **kwargs):
+        seen_sizes.append(len(completions))
+        return [1.0 if c == t else 0.0 for c, t in zip(completions, target_item, strict=True)]
+
+    def length_reward(completions, **kwargs):
+        return [None if c == "" else 0.1 * len(c) for c in completions]  # None: "cannot score this one"
+
+    trainer = make_trainer(
+        tmp_path,
+        tokenizer,
+        dataset,
+        reward=[async_reward, length_reward],
+        reward_weights=[2.0, -1.0],
+        per_device_train_batch_size=16,
+    )
+    trainer.train()
+    per_group = 1 + trainer.args.num_cross_negatives
+    assert seen_sizes[:2] == [16, 4 * per_group]  # rollouts, then the gate's ground truths and negatives
+    nan = float("nan")
+    rewards = torch.tensor([[1.0, 0.5], [nan, 0.5], [nan, nan], [0.0, nan]])
+    aggregated = trainer._aggregate_rewards(rewards)
+    assert aggregated[:2].tolist() == [1.5, -0.5] and aggregated[3].item() == 0.0
+    assert torch.isnan(aggregated[2])  # unscorable by every function
