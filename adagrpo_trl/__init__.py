@@ -17,6 +17,8 @@ __version__ = "0.1.0.dev0"
 
 from .adagrpo_config import AdaGRPOConfig
 from .adagrpo_trainer import AdaGRPOTrainer
+from .catalog import ItemCatalog, PrefixTrie, build_trie
+from .constrained import TrieLogitsProcessor, build_generation_config, make_trie_processor_factory
 from .gating import (
     compute_gate,
     negatives_in_bottom_rho,
@@ -31,6 +33,12 @@ from .gating import (
 __all__ = [
     "AdaGRPOConfig",
     "AdaGRPOTrainer",
+    "ItemCatalog",
+    "PrefixTrie",
+    "TrieLogitsProcessor",
+    "build_generation_config",
+    "build_trie",
+    "make_trie_processor_factory",
     "compute_gate",
     "negatives_in_bottom_rho",
     "policy_difficulty",
