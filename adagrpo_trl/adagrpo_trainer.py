@@ -12,6 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
+import contextlib
 import textwrap
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id, pad
 
 from .adagrpo_config import AdaGRPOConfig
+from .constrained import build_generation_config, isolated_generation_config
 from .gating import (
     compute_gate,
     negatives_in_bottom_rho,
@@ -242,19 +244,16 @@ class AdaGRPOTrainer(GRPOTrainer):
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
         ):
             # transformers fills every unset field of `generation_config` from the model's own generation config
-            # (top-k/top-p, repetition or n-gram penalties of a pretrained checkpoint). Beam rollouts inherit nothing.
-            model_generation_config = unwrapped_model.generation_config
-            if beam:
-                unwrapped_model.generation_config = GenerationConfig()
-            try:
+            # (top-k/top-p, repetition or n-gram penalties of a pretrained checkpoint). Beam rollouts inherit nothing;
+            # sampling keeps TRL's own behaviour.
+            isolation = isolated_generation_config(unwrapped_model) if beam else contextlib.nullcontext()
+            with isolation:
                 sequences = unwrapped_model.generate(
                     input_ids=input_ids,
                     attention_mask=attention_mask,
                     generation_config=generation_config,
                     logits_processor=processors,
                 )
-            finally:
-                unwrapped_model.generation_config = model_generation_config
         completion_ids = sequences[:, prompt_length:]
         return self._cut_after_eos(completion_ids), None
 
@@ -265,18 +264,16 @@ class AdaGRPOTrainer(GRPOTrainer):
         """
         sampling_keys = {"do_sample", "temperature", "top_k", "top_p", "min_p", "num_beams", "num_return_sequences"}
         user_kwargs = {k: v for k, v in (self.args.generation_kwargs or {}).items() if k not in sampling_keys}
-        return GenerationConfig(
-            **user_kwargs,
+        return build_generation_config(
             max_new_tokens=self.max_completion_length,
             num_beams=num_beams,
-            num_return_sequences=num_beams,
             do_sample=False,
-            length_penalty=0.0,  # rank beams by summed log-prob, the policy order of the difficulty test
-            early_stopping=True,
+            eos_token_id=self.eos_token_ids,
             pad_token_id=self._tokenizer.pad_token_id,
             bos_token_id=self._tokenizer.bos_token_id,
-            eos_token_id=self.eos_token_ids,
+            length_penalty=0.0,  # rank beams by summed log-prob, the policy order of the difficulty test
             disable_compile=True,
+            **user_kwargs,
         )
 
     def _cut_after_eos(self, completion_ids: torch.Tensor) -> list[list[int]]:
