@@ -105,6 +105,6 @@ def test_evaluate_rejects_bad_rows(tokenizer):
             model, tokenizer, [{"prompt": "x", "target_item": "unknown"}], catalog, ks=(1,), num_beams=4
         )
     with pytest.raises(ValueError, match="no column 'target_item'"):
-        evaluate_recommendations(model, tokenizer, [{"prompt": "x"}], catalog, ks=(1,), num_beams=4)
+        evaluate_recommendations(model, tokenizer, [{"prompt": "x"}], catalog, ks=(1,), hallucination_k=1, num_beams=4)
     with pytest.raises(ValueError, match="num_beams=4"):
         evaluate_recommendations(model, tokenizer, [{"prompt": "x", "target_item": "item0"}], catalog, num_beams=4)
