@@ -102,7 +102,13 @@ def test_evaluate_rejects_bad_rows(tokenizer):
     model = toy.make_model(tokenizer)
     with pytest.raises(ValueError, match="'unknown' is not in the catalog"):
         evaluate_recommendations(
-            model, tokenizer, [{"prompt": "x", "target_item": "unknown"}], catalog, ks=(1,), num_beams=4
+            model,
+            tokenizer,
+            [{"prompt": "x", "target_item": "unknown"}],
+            catalog,
+            ks=(1,),
+            hallucination_k=1,
+            num_beams=4,
         )
     with pytest.raises(ValueError, match="no column 'target_item'"):
         evaluate_recommendations(model, tokenizer, [{"prompt": "x"}], catalog, ks=(1,), hallucination_k=1, num_beams=4)
