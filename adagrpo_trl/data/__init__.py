@@ -23,6 +23,7 @@ from .loaders import (
     read_atomic_file,
 )
 from .movielens import MOVIELENS_WHEELS, WheelDownloadError, default_cache_dir, fetch_wheel, load_movielens
+from .prepare import PreparedData, prepare_data
 from .simulator import SimulatedLogs, simulate_exposure_biased_logs
 from .splits import (
     DEFAULT_PROMPT_TEMPLATE,
@@ -41,6 +42,7 @@ __all__ = [
     "LeaveOneOutSplit",
     "MOVIELENS_WHEELS",
     "PROMPT_WORDS",
+    "PreparedData",
     "SimulatedLogs",
     "WheelDownloadError",
     "build_datasets",
@@ -54,6 +56,7 @@ __all__ = [
     "load_recbole",
     "load_recbole_atomic",
     "parse_atomic",
+    "prepare_data",
     "read_atomic_file",
     "simulate_exposure_biased_logs",
     "sliding_window_examples",

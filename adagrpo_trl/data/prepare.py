@@ -1,0 +1,203 @@
+# Copyright 2026 The adagrpo-trl Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""One call from an interaction log to what SFT and AdaGRPO need: datasets, catalog and tokenizer, saved together."""
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from datasets import DatasetDict, load_from_disk
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from ..catalog import ItemCatalog
+from ..semantic_ids import build_semantic_ids, default_item_features
+from ..tokenization import build_sid_tokenizer
+from .splits import DEFAULT_PROMPT_TEMPLATE, PROMPT_WORDS, build_datasets, leave_one_out_split
+
+
+logger = logging.getLogger(__name__)
+
+DATASETS_DIR = "datasets"
+CATALOG_FILE = "catalog.json"
+TOKENIZER_DIR = "tokenizer"
+SUMMARY_FILE = "prepare_summary.json"
+
+
+@dataclass
+class PreparedData:
+    """
+    The output of [`prepare_data`].
+
+    Args:
+        datasets ([`~datasets.DatasetDict`]):
+            `train` / `validation` / `test` rows with `prompt`, `completion`, `user_id`, `history`, `target_item`.
+        catalog ([`~adagrpo_trl.ItemCatalog`]):
+            Item id ↔ SID.
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]):
+            The from-scratch SID tokenizer (every SID token and the prompt words).
+        summary (`dict`):
+            Semantic-ID statistics (collision rate before dedup, code usage) and split sizes.
+    """
+
+    datasets: DatasetDict
+    catalog: ItemCatalog
+    tokenizer: PreTrainedTokenizerBase
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, output_dir: str | os.PathLike) -> None:
+        """
+        Writes `datasets/`, `catalog.json`, `tokenizer/` and `prepare_summary.json` into `output_dir`, atomically: the
+        files are written to a temporary sibling folder that then replaces `output_dir`, so a run killed mid-write
+        leaves the previous good folder.
+        """
+        output_dir = Path(output_dir)
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+        try:
+            self.datasets.save_to_disk(str(staging / DATASETS_DIR))
+            self.catalog.save(staging / CATALOG_FILE)
+            self.tokenizer.save_pretrained(str(staging / TOKENIZER_DIR))
+            (staging / SUMMARY_FILE).write_text(json.dumps(self.summary, indent=2))
+            if output_dir.exists():
+                previous = output_dir.with_name(f".{output_dir.name}.old")
+                shutil.rmtree(previous, ignore_errors=True)
+                os.replace(output_dir, previous)
+                os.replace(staging, output_dir)
+                shutil.rmtree(previous, ignore_errors=True)
+            else:
+                os.replace(staging, output_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "PreparedData":
+        """Loads what [`PreparedData.save`] wrote."""
+        path = Path(path)
+        missing = [name for name in (DATASETS_DIR, CATALOG_FILE, TOKENIZER_DIR) if not (path / name).exists()]
+        if missing:
+            raise FileNotFoundError(f"{path} is not a prepared-data folder: missing {missing}.")
+        summary_path = path / SUMMARY_FILE
+        return cls(
+            datasets=load_from_disk(str(path / DATASETS_DIR)),
+            catalog=ItemCatalog.load(path / CATALOG_FILE),
+            tokenizer=AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR)),
+            summary=json.loads(summary_path.read_text()) if summary_path.exists() else {},
+        )
+
+
+def prepare_data(
+    log: pd.DataFrame,
+    items: pd.DataFrame | None = None,
+    features: np.ndarray | None = None,
+    feature_item_ids: Sequence[str] | None = None,
+    num_levels: int = 3,
+    codebook_size: int | None = None,
+    max_history: int = 20,
+    min_interactions: int = 3,
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
+    seed: int = 0,
+    output_dir: str | os.PathLike | None = None,
+) -> PreparedData:
+    """
+    From an interaction log to leave-one-out datasets, semantic IDs, an item catalog and a SID tokenizer.
+
+    Item features are, unless given: TF-IDF of the item text (when `items` has a `text` column) and item
+    co-occurrence within the users' *training* prefixes (never the validation or test items), each block
+    L2-normalised. SIDs are `num_levels` residual k-means levels plus a dedup level.
+
+    Args:
+        log (`pd.DataFrame`):
+            Columns `user_id`, `item_id`, `timestamp` (from the loaders in [`adagrpo_trl.data`]).
+        items (`pd.DataFrame`, *optional*):
+            Item table with `item_id` and optionally `text`.
+        features (`np.ndarray` of shape `(N, d)`, *optional*):
+            Your own item features, one row per id of `feature_item_ids`; they must cover every item of the log.
+        feature_item_ids (`Sequence[str]`, *optional*):
+            The item id of each row of `features`.
+        num_levels (`int`, *optional*, defaults to `3`):
+            Residual k-means levels.
+        codebook_size (`int`, *optional*):
+            Codes per level (default chosen from the catalog size).
+        max_history (`int`, *optional*, defaults to `20`):
+            Most recent items kept in a prompt.
+        min_interactions (`int`, *optional*, defaults to `3`):
+            Users with fewer interactions are dropped.
+        prompt_template (`str`, *optional*):
+            Prompt with a `{history}` placeholder.
+        seed (`int`, *optional*, defaults to `0`):
+            Seed of the features' SVD and of k-means.
+        output_dir (`str` or `os.PathLike`, *optional*):
+            If given, the result is saved there (see [`PreparedData.save`]).
+
+    Returns:
+        [`PreparedData`].
+    """
+    missing = {"user_id", "item_id", "timestamp"} - set(log.columns)
+    if missing:
+        raise ValueError(f"The log lacks column(s) {sorted(missing)}; got {list(log.columns)}.")
+    if log.empty:
+        raise ValueError("The log is empty.")
+    item_ids = sorted(log["item_id"].astype(str).unique())
+    split = leave_one_out_split(log, min_interactions=min_interactions)
+
+    if features is None:
+        texts = None
+        if items is not None and "text" in items.columns:
+            text_of = dict(zip(items["item_id"].astype(str), items["text"].fillna("").astype(str), strict=True))
+            texts = [text_of.get(item, "") for item in item_ids]
+        features = default_item_features(item_ids, texts=texts, sequences=split.train_sequences, seed=seed)
+    else:
+        if feature_item_ids is None:
+            raise ValueError("`features` needs `feature_item_ids`, the item id of each feature row.")
+        row_of = {str(item): row for row, item in enumerate(feature_item_ids)}
+        uncovered = [item for item in item_ids if item not in row_of]
+        if uncovered:
+            raise ValueError(f"{len(uncovered)} item(s) of the log have no feature row, e.g. {uncovered[0]!r}.")
+        features = np.asarray(features)[[row_of[item] for item in item_ids]]
+
+    semantic_ids = build_semantic_ids(
+        features, item_ids, num_levels=num_levels, codebook_size=codebook_size, seed=seed
+    )
+    catalog = semantic_ids.to_catalog()
+    words = list(dict.fromkeys([*PROMPT_WORDS, *prompt_template.replace("{history}", " ").split()]))
+    tokenizer = build_sid_tokenizer(semantic_ids.sid_tokens(), words=words)
+    datasets = build_datasets(
+        log,
+        semantic_ids.item_to_sid(),
+        max_history=max_history,
+        min_interactions=min_interactions,
+        prompt_template=prompt_template,
+    )
+    summary = {
+        "semantic_ids": semantic_ids.summary(),
+        "num_users": len(split.user_ids),
+        "num_dropped_users": split.num_dropped_users,
+        "splits": {name: len(rows) for name, rows in datasets.items()},
+        "max_history": max_history,
+        "seed": seed,
+    }
+    logger.info("Semantic IDs: %s", summary["semantic_ids"])
+    prepared = PreparedData(datasets=datasets, catalog=catalog, tokenizer=tokenizer, summary=summary)
+    if output_dir is not None:
+        prepared.save(output_dir)
+    return prepared
