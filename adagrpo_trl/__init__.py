@@ -19,6 +19,7 @@ from .adagrpo_config import AdaGRPOConfig
 from .adagrpo_trainer import AdaGRPOTrainer
 from .catalog import ItemCatalog, PrefixTrie, build_trie
 from .constrained import TrieLogitsProcessor, build_generation_config, make_trie_processor_factory
+from .evaluation import evaluate_recommendations, paired_bootstrap
 from .gating import (
     compute_gate,
     negatives_in_bottom_rho,
@@ -28,11 +29,19 @@ from .gating import (
     sample_cross_negatives,
     top_fraction_cutoff,
 )
+from .rewards import HTTPRanker, RankerError, RankerReward, SASRecRanker, get_reward_funcs
 
 
 __all__ = [
     "AdaGRPOConfig",
     "AdaGRPOTrainer",
+    "HTTPRanker",
+    "RankerError",
+    "RankerReward",
+    "SASRecRanker",
+    "evaluate_recommendations",
+    "get_reward_funcs",
+    "paired_bootstrap",
     "ItemCatalog",
     "PrefixTrie",
     "TrieLogitsProcessor",

@@ -100,7 +100,9 @@ class AdaGRPOTrainer(GRPOTrainer):
             As in [`~trl.GRPOTrainer`]. The gate scores the ground truth and the cross-query negatives with the same
             functions and `reward_weights`, in the prompt's context (the dataset columns reach them as kwargs). A reward
             function object may define `invalid_mask(completion_ids: list[list[int]]) -> list[bool]` to report
-            hallucinated items; the share of rollouts it flags is logged as `gate/invalid_rollout_rate`.
+            hallucinated items; the share of rollouts it flags is logged as `gate/invalid_rollout_rate`. A reward whose
+            `supports_gate_scoring` is `False` (e.g. a within-group rank transform) is rejected by the gate modes that
+            score the ground truth.
         args ([`AdaGRPOConfig`], *optional*):
             Configuration. Defaults to `AdaGRPOConfig("<model>-AdaGRPO")`.
         train_dataset, eval_dataset, processing_class, reward_processing_classes, callbacks, optimizers,
@@ -182,6 +184,13 @@ class AdaGRPOTrainer(GRPOTrainer):
                 "logits_processors and rollout='beam' apply to the transformers generation path only; they cannot be "
                 "combined with use_vllm, use_transformers_continuous_batching or rollout_func."
             )
+        if args.gate_mode in ("adaptive", "discriminability"):
+            for func, name in zip(self.reward_funcs, self.reward_func_names, strict=True):
+                if getattr(func, "supports_gate_scoring", True) is False:
+                    raise ValueError(
+                        f"Reward {name!r} cannot score the gate's ground truths and negatives (its scores are only "
+                        f"comparable within a group of rollouts), but gate_mode={args.gate_mode!r} needs them."
+                    )
         if self._tokenizer.eos_token_id is None:
             raise ValueError("The tokenizer has no eos_token_id: AdaGRPO appends EOS to the ground-truth completion.")
         self._ground_truth_cache: dict[str, list[int]] = {}
