@@ -48,6 +48,27 @@ def test_prepare_data_round_trip(simulated, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prep"]
 
 
+def test_prepare_data_from_a_recbole_folder_and_a_csv(tmp_path):
+    inter = "user_id:token\titem_id:token\ttimestamp:float\n" + "".join(
+        f"u{u}\ti{(u + t) % 7}\t{t}\n" for u in range(12) for t in range(5)
+    )
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "toy.inter").write_text(inter)
+    (tmp_path / "toy" / "toy.item").write_text(
+        "item_id:token\ttitle:token_seq\n" + "".join(f"i{i}\tmovie {i}\n" for i in range(7))
+    )
+    from_recbole = prepare_data(tmp_path / "toy", num_levels=2, seed=0)
+    csv = tmp_path / "log.csv"
+    csv.write_text(
+        "user,item,timestamp\n" + "".join(f"u{u},i{(u + t) % 7},{t}\n" for u in range(12) for t in range(5))
+    )
+    from_csv = prepare_data(csv, num_levels=2, seed=0)
+    assert len(from_recbole.catalog) == len(from_csv.catalog) == 7
+    assert from_recbole.datasets["test"]["target_item"] == from_csv.datasets["test"]["target_item"]
+    with pytest.raises(FileNotFoundError, match="No interaction log"):
+        prepare_data(tmp_path / "missing.csv")
+
+
 def test_prepare_data_rejects_features_that_miss_items(simulated):
     with pytest.raises(ValueError, match="have no feature row"):
         prepare_data(simulated.log, features=simulated.item_features[:10], feature_item_ids=simulated.item_ids[:10])

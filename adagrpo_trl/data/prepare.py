@@ -31,6 +31,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from ..catalog import ItemCatalog
 from ..semantic_ids import build_semantic_ids, default_item_features
 from ..tokenization import build_sid_tokenizer
+from .loaders import load_interactions, load_recbole
+from .movielens import MOVIELENS_WHEELS, load_movielens
 from .splits import DEFAULT_PROMPT_TEMPLATE, PROMPT_WORDS, build_datasets, leave_one_out_split
 
 
@@ -105,8 +107,37 @@ class PreparedData:
         )
 
 
+def load_log(source: str | os.PathLike, **loader_kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """
+    Loads an interaction log by what `source` names: `"ml-100k"` / `"ml-1m"` (MovieLens from its PyPI wheel), a RecBole
+    `.inter` file or a folder holding one (the `.item` file beside it is used when present), or a CSV/TSV/Parquet log
+    (`loader_kwargs` go to [`~adagrpo_trl.data.load_interactions`], e.g. column names).
+
+    Returns:
+        `tuple[pd.DataFrame, pd.DataFrame | None]`: the log and the item table (if any).
+    """
+    if str(source) in MOVIELENS_WHEELS:
+        return load_movielens(str(source), **loader_kwargs)
+    path = Path(source)
+    if path.is_dir():
+        inter_files = sorted(path.glob("*.inter"))
+        if len(inter_files) != 1:
+            raise ValueError(
+                f"{path} must hold exactly one RecBole .inter file, found {[p.name for p in inter_files]}."
+            )
+        path = inter_files[0]
+    if not path.exists():
+        raise FileNotFoundError(
+            f"No interaction log at {path} (expected ml-100k, ml-1m, a .inter, CSV or Parquet file)."
+        )
+    if path.suffix == ".inter":
+        item_path = path.with_suffix(".item")
+        return load_recbole(path, item_path if item_path.exists() else None, **loader_kwargs)
+    return load_interactions(path, **loader_kwargs)
+
+
 def prepare_data(
-    log: pd.DataFrame,
+    log: pd.DataFrame | str | os.PathLike,
     items: pd.DataFrame | None = None,
     features: np.ndarray | None = None,
     feature_item_ids: Sequence[str] | None = None,
@@ -126,10 +157,11 @@ def prepare_data(
     L2-normalised. SIDs are `num_levels` residual k-means levels plus a dedup level.
 
     Args:
-        log (`pd.DataFrame`):
-            Columns `user_id`, `item_id`, `timestamp` (from the loaders in [`adagrpo_trl.data`]).
+        log (`pd.DataFrame`, `str` or `os.PathLike`):
+            Columns `user_id`, `item_id`, `timestamp` (from the loaders in [`adagrpo_trl.data`]), or what
+            [`load_log`] loads: `"ml-100k"`, `"ml-1m"`, a RecBole `.inter` file or folder, a CSV/TSV/Parquet log.
         items (`pd.DataFrame`, *optional*):
-            Item table with `item_id` and optionally `text`.
+            Item table with `item_id` and optionally `text` (loaded with the log when `log` is a source).
         features (`np.ndarray` of shape `(N, d)`, *optional*):
             Your own item features, one row per id of `feature_item_ids`; they must cover every item of the log.
         feature_item_ids (`Sequence[str]`, *optional*):
@@ -152,6 +184,9 @@ def prepare_data(
     Returns:
         [`PreparedData`].
     """
+    if not isinstance(log, pd.DataFrame):
+        log, loaded_items = load_log(log)
+        items = loaded_items if items is None else items
     missing = {"user_id", "item_id", "timestamp"} - set(log.columns)
     if missing:
         raise ValueError(f"The log lacks column(s) {sorted(missing)}; got {list(log.columns)}.")
