@@ -38,6 +38,10 @@ def test_prepare_data_round_trip(simulated, tmp_path):
     assert loaded.catalog.item_ids == prepared.catalog.item_ids and loaded.catalog.sids == prepared.catalog.sids
     assert {name: len(split) for name, split in loaded.datasets.items()} == prepared.summary["splits"]
     assert loaded.summary["semantic_ids"]["num_items"] == len(prepared.catalog) == simulated.log["item_id"].nunique()
+    assert loaded.train_sequences == prepared.train_sequences and len(loaded.train_sequences) == 300
+    # a training prefix never holds its user's validation or test item
+    for sequence, row in zip(loaded.train_sequences, loaded.datasets["validation"], strict=True):
+        assert row["history"] == sequence[-5:]
     # every completion is a catalog SID, every prompt SID tokenises to single tokens the tokenizer knows
     for row in loaded.datasets["test"].select(range(20)):
         assert loaded.catalog.sid_to_item(row["completion"]) == row["target_item"]

@@ -42,6 +42,7 @@ DATASETS_DIR = "datasets"
 CATALOG_FILE = "catalog.json"
 TOKENIZER_DIR = "tokenizer"
 SUMMARY_FILE = "prepare_summary.json"
+TRAIN_SEQUENCES_FILE = "train_sequences.json"
 
 
 @dataclass
@@ -58,12 +59,16 @@ class PreparedData:
             The from-scratch SID tokenizer (every SID token and the prompt words).
         summary (`dict`):
             Semantic-ID statistics (collision rate before dedup, code usage) and split sizes.
+        train_sequences (`list[list[str]]`):
+            Each user's training prefix (validation and test items removed, no truncation): what a ranker or
+            popularity baseline may be fit on.
     """
 
     datasets: DatasetDict
     catalog: ItemCatalog
     tokenizer: PreTrainedTokenizerBase
     summary: dict[str, Any] = field(default_factory=dict)
+    train_sequences: list[list[str]] = field(default_factory=list)
 
     def save(self, output_dir: str | os.PathLike) -> None:
         """
@@ -79,6 +84,7 @@ class PreparedData:
             self.catalog.save(staging / CATALOG_FILE)
             self.tokenizer.save_pretrained(str(staging / TOKENIZER_DIR))
             (staging / SUMMARY_FILE).write_text(json.dumps(self.summary, indent=2))
+            (staging / TRAIN_SEQUENCES_FILE).write_text(json.dumps(self.train_sequences))
             if output_dir.exists():
                 previous = output_dir.with_name(f".{output_dir.name}.old")
                 shutil.rmtree(previous, ignore_errors=True)
@@ -99,11 +105,13 @@ class PreparedData:
         if missing:
             raise FileNotFoundError(f"{path} is not a prepared-data folder: missing {missing}.")
         summary_path = path / SUMMARY_FILE
+        sequences_path = path / TRAIN_SEQUENCES_FILE
         return cls(
             datasets=load_from_disk(str(path / DATASETS_DIR)),
             catalog=ItemCatalog.load(path / CATALOG_FILE),
             tokenizer=AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR)),
             summary=json.loads(summary_path.read_text()) if summary_path.exists() else {},
+            train_sequences=json.loads(sequences_path.read_text()) if sequences_path.exists() else [],
         )
 
 
@@ -232,7 +240,9 @@ def prepare_data(
         "seed": seed,
     }
     logger.info("Semantic IDs: %s", summary["semantic_ids"])
-    prepared = PreparedData(datasets=datasets, catalog=catalog, tokenizer=tokenizer, summary=summary)
+    prepared = PreparedData(
+        datasets=datasets, catalog=catalog, tokenizer=tokenizer, summary=summary, train_sequences=split.train_sequences
+    )
     if output_dir is not None:
         prepared.save(output_dir)
     return prepared
