@@ -1,0 +1,216 @@
+# Copyright 2026 The adagrpo-trl Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+The end-to-end job: prepare → SFT → ranker → AdaGRPO and baselines → evaluation → a report folder.
+
+Each stage writes its own folder under the run's `output_dir` and is skipped when that folder is already complete, so
+a run that dies resumes where it stopped (delete a folder to redo its stage).
+"""
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from trl import SFTConfig
+
+from .adagrpo_config import AdaGRPOConfig
+
+
+logger = logging.getLogger(__name__)
+
+REPORT_METRICS = ("hr@10", "ndcg@10", "hr@20", "hallucination", "constrained/hr@10")
+
+
+def _split_section(name: str, section: dict[str, Any], classes: tuple[type, ...]) -> list[dict[str, Any]]:
+    """Splits a recipe section's keys among dataclasses; a key no dataclass has raises an error naming it."""
+    parts: list[dict[str, Any]] = [{} for _ in classes]
+    for key, value in section.items():
+        for index, cls in enumerate(classes):
+            if key in {f.name for f in dataclasses.fields(cls) if f.init}:
+                parts[index][key] = value
+                break
+        else:
+            raise ValueError(f"Unknown key {key!r} in the pipeline's {name!r} section.")
+    return parts
+
+
+def _done(path: Path, marker: str) -> bool:
+    return (path / marker).exists()
+
+
+def run_pipeline(args: Any) -> dict[str, Any]:
+    """
+    Runs every stage of a [`~adagrpo_trl.cli.PipelineArguments`] recipe and writes `report/results.json`,
+    `report/results.md` and the PNG plots (HR@10-vs-hallucination frontier, training curves, gate rate).
+
+    Returns:
+        `dict`: the metrics of every method (`sft` included) on the test split.
+    """
+    from .cli import (
+        EvaluateArguments,
+        PolicyArguments,
+        PrepareArguments,
+        RankerArguments,
+        TrainScriptArguments,
+        run_evaluate,
+        run_prepare,
+        run_sft,
+        run_train,
+        run_train_ranker,
+    )
+
+    root = Path(args.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    data_dir, sft_dir, ranker_dir = root / "data", root / "sft", root / "ranker"
+    timings: dict[str, float] = {}
+
+    def timed(stage: str, fn, *fn_args):
+        start = time.perf_counter()
+        result = fn(*fn_args)
+        timings[stage] = round(time.perf_counter() - start, 1)
+        logger.info("Stage %s took %.1f s", stage, timings[stage])
+        return result
+
+    if not _done(data_dir, "catalog.json"):
+        (prepare,) = _split_section("prepare", args.prepare, (PrepareArguments,))
+        timed("prepare", run_prepare, PrepareArguments(**{"seed": args.seed, **prepare, "output_dir": str(data_dir)}))
+
+    if not _done(sft_dir, "config.json"):
+        policy, sft = _split_section("sft", args.sft, (PolicyArguments, SFTConfig))
+        sft_args = SFTConfig(**{"seed": args.seed, "report_to": "none", **sft, "output_dir": str(sft_dir)})
+        timed("sft", run_sft, PolicyArguments(**{**policy, "data_dir": str(data_dir)}), sft_args)
+
+    if not _done(ranker_dir, "quality_report.json"):
+        (ranker,) = _split_section("ranker", args.ranker, (RankerArguments,))
+        timed(
+            "ranker",
+            run_train_ranker,
+            RankerArguments(**{"seed": args.seed, **ranker, "data_dir": str(data_dir), "output_dir": str(ranker_dir)}),
+        )
+
+    evaluate_options = dict(args.evaluate)
+    (evaluate_section,) = _split_section("evaluate", evaluate_options, (EvaluateArguments,))
+    results: dict[str, Any] = {}
+
+    def evaluate(name: str, model_dir: Path) -> None:
+        output = root / "report" / f"metrics_{name}.json"
+        if output.exists():
+            results[name] = json.loads(output.read_text())
+            return
+        evaluate_args = EvaluateArguments(
+            **{**evaluate_section, "model_path": str(model_dir), "data_dir": str(data_dir), "output_file": str(output)}
+        )
+        results[name] = timed(f"evaluate/{name}", run_evaluate, evaluate_args)
+
+    evaluate("sft", sft_dir)
+    for name, overrides in args.methods.items():
+        method_dir = root / "methods" / name
+        if not _done(method_dir, "log_history.json"):
+            script, config = _split_section(
+                f"train (+ methods.{name})", {**args.train, **(overrides or {})}, (TrainScriptArguments, AdaGRPOConfig)
+            )
+            script_args = TrainScriptArguments(
+                **{
+                    "ranker_path": str(ranker_dir),
+                    **script,
+                    "data_dir": str(data_dir),
+                    "model_name_or_path": str(sft_dir),
+                }
+            )
+            train_args = AdaGRPOConfig(
+                **{"seed": args.seed, "report_to": "none", **config, "output_dir": str(method_dir)}
+            )
+            timed(f"train/{name}", run_train, script_args, train_args)
+        evaluate(name, method_dir)
+
+    report = write_report(root, results, list(args.methods), timings)
+    return report["methods"]
+
+
+def write_report(root: Path, results: dict[str, Any], methods: list[str], timings: dict[str, float]) -> dict[str, Any]:
+    """Writes `report/results.json`, `report/results.md` and the plots; prints the markdown table."""
+    report_dir = root / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    histories = {}
+    for name in methods:
+        path = root / "methods" / name / "log_history.json"
+        if path.exists():
+            histories[name] = json.loads(path.read_text())
+    gate_rates = {
+        name: _mean([log["gate/rate"] for log in history if "gate/rate" in log]) for name, history in histories.items()
+    }
+    report = {
+        "methods": {
+            name: {k: v for k, v in metrics.items() if k != "per_sample"} for name, metrics in results.items()
+        },
+        "gate_rate": gate_rates,
+        "timings_seconds": timings,
+    }
+    (report_dir / "results.json").write_text(json.dumps(report, indent=2))
+    table = format_results_table(report["methods"], gate_rates)
+    (report_dir / "results.md").write_text(table + "\n")
+    plot_report(report_dir, report["methods"], histories)
+    print(table)  # noqa: T201
+    return report
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def format_results_table(methods: dict[str, dict[str, float]], gate_rates: dict[str, float | None]) -> str:
+    """The results as a markdown table (metrics in %)."""
+    header = "| method | " + " | ".join(REPORT_METRICS) + " | gate rate |"
+    lines = [header, "|" + "---|" * (len(REPORT_METRICS) + 2)]
+    for name, metrics in methods.items():
+        cells = [f"{100 * metrics[m]:.2f}" if m in metrics else "n/a" for m in REPORT_METRICS]
+        rate = gate_rates.get(name)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'n/a' if rate is None else f'{rate:.3f}'} |")
+    return "\n".join(lines)
+
+
+def plot_report(report_dir: Path, methods: dict[str, dict[str, float]], histories: dict[str, list[dict]]) -> None:
+    """PNG plots: the HR@10-vs-hallucination frontier, training curves (NLL, reward) and the gate rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 4))
+    for name, metrics in methods.items():
+        axis.scatter(100 * metrics["hallucination"], 100 * metrics["hr@10"], s=40)
+        axis.annotate(name, (100 * metrics["hallucination"], 100 * metrics["hr@10"]), fontsize=8)
+    axis.set_xlabel("hallucination (% of top-10, unconstrained)")
+    axis.set_ylabel("HR@10 (%)")
+    axis.set_title("HR@10 vs hallucination")
+    figure.tight_layout()
+    figure.savefig(report_dir / "frontier.png", dpi=120)
+    plt.close(figure)
+
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    for name, history in histories.items():
+        for axis, key in zip(axes, ("loss/nll", "reward", "gate/rate"), strict=True):
+            points = [(log["step"], log[key]) for log in history if key in log and "step" in log]
+            if points:
+                axis.plot(*zip(*points, strict=True), label=name)
+    for axis, title in zip(axes, ("ground-truth NLL", "reward", "gate rate"), strict=True):
+        axis.set_title(title)
+        axis.set_xlabel("step")
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(report_dir / "training_curves.png", dpi=120)
+    plt.close(figure)
