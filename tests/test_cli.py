@@ -1,0 +1,178 @@
+# Copyright 2026 The adagrpo-trl Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The `adagrpo-trl` command line: help, recipes, the ranker stages and a tiny end-to-end pipeline."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adagrpo_trl.cli import COMMANDS, make_parser, run
+from adagrpo_trl.pipeline import _split_section
+
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if "accelerate_configs" not in p.parts)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_help_exits_zero(command):
+    done = subprocess.run(
+        [sys.executable, "-m", "adagrpo_trl.cli", command, "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"adagrpo-trl {command}" in done.stdout
+
+
+def test_unknown_command_and_unknown_recipe_key(tmp_path):
+    with pytest.raises(SystemExit, match="unknown command 'trian'"):
+        run(["trian"])
+    recipe = tmp_path / "prepare.yaml"
+    recipe.write_text("dataset: synthetic\noutput_dir: out\nmax_histroy: 5\n")
+    with pytest.raises(ValueError, match="max_histroy"):
+        make_parser("prepare").parse_args_and_config(["--config", str(recipe)])
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_recipe_parses(recipe):
+    # recipes are named after their command: pipeline*.yaml, sft*.yaml, train*.yaml, ...
+    command = max((c for c in COMMANDS if recipe.stem.startswith(c)), key=len, default=None)
+    assert command is not None, f"{recipe.name} does not start with a command name {sorted(COMMANDS)}"
+    parsed = make_parser(command).parse_args_and_config(["--config", str(recipe)])
+    if command == "pipeline":
+        # every section's keys belong to the stage that receives them
+        from trl import SFTConfig
+
+        from adagrpo_trl import AdaGRPOConfig
+        from adagrpo_trl.cli import PolicyArguments, PrepareArguments, RankerArguments, TrainScriptArguments
+
+        (pipeline,) = parsed
+        _split_section("prepare", pipeline.prepare, (PrepareArguments,))
+        _split_section("sft", pipeline.sft, (PolicyArguments, SFTConfig))
+        _split_section("ranker", pipeline.ranker, (RankerArguments,))
+        for name, overrides in pipeline.methods.items():
+            _split_section(name, {**pipeline.train, **(overrides or {})}, (TrainScriptArguments, AdaGRPOConfig))
+
+
+def test_pipeline_section_with_an_unknown_key():
+    from adagrpo_trl.cli import RankerArguments
+
+    with pytest.raises(ValueError, match="Unknown key 'epoch' in the pipeline's 'ranker' section"):
+        _split_section("ranker", {"epoch": 3}, (RankerArguments,))
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_end_to_end_and_resume(tmp_path, capsys):
+    output = tmp_path / "run"
+    methods = run(
+        ["pipeline", "--config", str(ROOT / "recipes/synthetic/pipeline_tiny.yaml"), "--output_dir", str(output)]
+    )
+    assert set(methods) == {"sft", "adagrpo", "grpo"}
+    report = json.loads((output / "report" / "results.json").read_text())
+    for name in ("sft", "adagrpo", "grpo"):
+        metrics = report["methods"][name]
+        assert 0 <= metrics["hallucination"] <= 1 and 0 <= metrics["hr@10"] <= metrics["constrained/hr@10"] + 1
+    assert report["gate_rate"]["grpo"] == 1.0  # gate_mode=always
+    assert 0 <= report["gate_rate"]["adagrpo"] <= 1
+    for png in ("frontier.png", "training_curves.png"):
+        assert (output / "report" / png).read_bytes()[:4] == b"\x89PNG"
+    table = (output / "report" / "results.md").read_text()
+    assert "| adagrpo |" in table and "| sft |" in table
+    # the ranker stage printed its head/torso/tail quality table
+    printed = capsys.readouterr().out
+    for bucket in ("| head |", "| torso |", "| tail |"):
+        assert bucket in printed
+    # a second run finds every stage done and only rewrites the report
+    before = (output / "methods" / "adagrpo" / "log_history.json").stat().st_mtime_ns
+    run(["pipeline", "--config", str(ROOT / "recipes/synthetic/pipeline_tiny.yaml"), "--output_dir", str(output)])
+    assert (output / "methods" / "adagrpo" / "log_history.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_train_with_an_http_ranker_named_in_a_recipe(tmp_path):
+    """`reward_funcs: [http]`: the ranker trained by the pipeline, served by `adagrpo-trl serve-ranker`."""
+    output = tmp_path / "run"
+    run(["pipeline", "--config", str(ROOT / "recipes/synthetic/pipeline_tiny.yaml"), "--output_dir", str(output)])
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "adagrpo_trl.cli",
+            "serve-ranker",
+            "--ranker_dir",
+            str(output / "ranker"),
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import httpx
+
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            import time
+
+            time.sleep(0.2)
+        recipe = tmp_path / "train.yaml"
+        recipe.write_text(
+            yaml.safe_dump(
+                {
+                    "data_dir": str(output / "data"),
+                    "model_name_or_path": str(output / "sft"),
+                    "reward_funcs": ["http"],
+                    "ranker_url": f"http://127.0.0.1:{port}",
+                    "output_dir": str(tmp_path / "http-run"),
+                    "max_train_samples": 64,
+                    "max_steps": 2,
+                    "num_generations": 4,
+                    "per_device_train_batch_size": 16,
+                    "max_completion_length": 4,
+                    "num_cross_negatives": 2,
+                    "gate_tau": 0.5,
+                    "gate_rho": 0.6,
+                    "use_cpu": True,
+                    "bf16": False,
+                    "activation_checkpointing": False,
+                    "save_strategy": "no",
+                    "logging_steps": 1,
+                    "report_to": "none",
+                }
+            )
+        )
+        run(["train", "--config", str(recipe)])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    history = json.loads((tmp_path / "http-run" / "log_history.json").read_text())
+    logs = [log for log in history if "gate/rate" in log]
+    assert len(logs) == 2
+    assert all(log["gate/unscorable_rate"] == 0 for log in logs)  # the gate's ground truths were scored over HTTP
+    assert all(log["rewards/ranker/failures"] == 0 for log in logs)
