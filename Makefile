@@ -24,8 +24,9 @@ style: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The README's main command. Until the end-to-end pipeline lands, it runs the quickstart.
-demo: quickstart
+# The README's main command: the end-to-end pipeline on MovieLens-100K (report in runs/ml-100k/report/).
+demo: install
+	OMP_NUM_THREADS=2 $(VENV)/bin/adagrpo-trl pipeline --config recipes/ml-100k/pipeline.yaml
 
 quickstart: install
 	HF_HUB_OFFLINE=1 $(PY) examples/quickstart.py

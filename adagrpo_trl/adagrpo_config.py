@@ -188,11 +188,11 @@ class AdaGRPOConfig(GRPOConfig):
                 )
             num_prompts = self.generation_batch_size // self.num_generations
             if num_prompts < 2:
-                raise ValueError(
-                    f"num_cross_negatives={self.num_cross_negatives} needs at least 2 prompts per global generation "
-                    f"batch to draw negatives from other prompts, but generation_batch_size="
-                    f"{self.generation_batch_size} / num_generations={self.num_generations} = {num_prompts}. Increase "
-                    "per_device_train_batch_size or steps_per_generation, or set num_cross_negatives=0."
+                logger.warning(
+                    f"num_cross_negatives={self.num_cross_negatives} draws negatives from other prompts, but "
+                    f"generation_batch_size={self.generation_batch_size} / num_generations={self.num_generations} = "
+                    f"{num_prompts} prompt per generation batch: there is none, so R2 holds vacuously. Increase "
+                    "per_device_train_batch_size or steps_per_generation to use cross-query negatives."
                 )
 
         if self.rollout == "beam":
