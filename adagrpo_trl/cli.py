@@ -134,6 +134,8 @@ class TrainScriptArguments:
     on_failure: str = field(default="gate_out", metadata={"help": "Ranker failures: 'gate_out' or 'raise'."})
     constrained_rollouts: bool = field(default=False, metadata={"help": "Constrain rollouts to catalog items."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
+    use_lora: bool = field(default=False, metadata={"help": "LoRA with trainable SID rows (embed_tokens, lm_head)."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
 
 
 @dataclass
@@ -294,6 +296,7 @@ def run_train(script: TrainScriptArguments, args: AdaGRPOConfig) -> str:
     from .constrained import make_trie_processor_factory
     from .data import PreparedData
     from .rewards import get_reward_funcs
+    from .tokenization import sid_lora_config
 
     prepared = PreparedData.load(script.data_dir)
     tokenizer = AutoTokenizer.from_pretrained(script.model_name_or_path)
@@ -310,6 +313,7 @@ def run_train(script: TrainScriptArguments, args: AdaGRPOConfig) -> str:
         reward_options["url"] = script.ranker_url
     reward_funcs = get_reward_funcs(list(script.reward_funcs), **reward_options)
     processors = [make_trie_processor_factory(prepared.catalog, tokenizer)] if script.constrained_rollouts else None
+    peft_config = sid_lora_config(r=script.lora_r, lora_alpha=2 * script.lora_r) if script.use_lora else None
     train = _maybe_subsample(prepared.datasets["train"], script.max_train_samples, args.seed)
     trainer = AdaGRPOTrainer(
         model=script.model_name_or_path,
@@ -318,8 +322,11 @@ def run_train(script: TrainScriptArguments, args: AdaGRPOConfig) -> str:
         train_dataset=train,
         processing_class=tokenizer,
         logits_processors=processors,
+        peft_config=peft_config,
     )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    if peft_config is not None:
+        trainer.model = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
     trainer.save_model(args.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(args.output_dir)

@@ -30,7 +30,8 @@ def train_sft(
 ) -> SFTTrainer:
     """
     Trains the next-item policy on prompt-completion rows with the loss on the completion only (the ground-truth SID
-    and EOS), then saves the model and tokenizer to `args.output_dir` for [`AdaGRPOTrainer`] to load.
+    and EOS), then saves the model and tokenizer to `args.output_dir` for [`AdaGRPOTrainer`] to load (with PEFT, the
+    adapters are merged first, so the checkpoint is a plain model).
 
     Only the `prompt` and `completion` columns are kept: the context columns (`history`, `user_id`, ...) are for reward
     functions, not for supervised training.
@@ -77,6 +78,9 @@ def train_sft(
         callbacks=callbacks,
     )
     trainer.train()
+    if peft_config is not None:
+        # Save a plain model (adapters merged) so that AdaGRPO and evaluation load it like any checkpoint.
+        trainer.model = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
     trainer.save_model(args.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(args.output_dir)

@@ -98,3 +98,30 @@ def test_lora_trains_the_new_sid_rows(tmp_path):
     # the frozen originals (used as the reference with adapters disabled) stay as they were
     original_head = next(p for name, p in peft_model.named_parameters() if "lm_head.original_module" in name)
     assert torch.equal(original_head[sid_ids], before_head)
+
+
+def test_lora_sft_saves_a_merged_plain_checkpoint(tmp_path):
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig
+
+    from adagrpo_trl.sft import train_sft
+
+    tokenizer, model = _pretrained_backbone()
+    sid_ids = add_sid_tokens(tokenizer, model, sid_vocabulary(toy.CODEBOOK))
+    before = model.get_output_embeddings().weight[sid_ids].detach().clone()
+    args = SFTConfig(
+        output_dir=str(tmp_path / "sft"),
+        max_steps=3,
+        per_device_train_batch_size=8,
+        learning_rate=0.05,
+        use_cpu=True,
+        bf16=False,
+        activation_checkpointing=False,
+        report_to="none",
+        save_strategy="no",
+    )
+    train_sft(model, tokenizer, toy.make_dataset(), args, peft_config=sid_lora_config(r=4, lora_alpha=8))
+    assert not (tmp_path / "sft" / "adapter_config.json").exists()
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "sft")
+    assert reloaded.get_output_embeddings().weight.shape[0] == len(tokenizer)
+    assert not torch.allclose(reloaded.get_output_embeddings().weight[sid_ids], before)
