@@ -396,8 +396,10 @@ class AdaGRPOTrainer(GRPOTrainer):
         ground_truth_sequence_ids = torch.tensor(
             [sequence_index.setdefault(s, len(sequence_index)) for s in group_ground_truths]
         )
-        found = (row_sequence_ids.view(num_prompts, num_generations) == ground_truth_sequence_ids.unsqueeze(1)).any(1)
-        metrics = {"gate/gt_in_rollouts": found.float().mean().item()}
+        # A rollout that *is* the ground truth ties with it: it must not outrank it through float noise between two
+        # forwards (or two ranker calls) of the same sequence.
+        is_ground_truth = row_sequence_ids.view(num_prompts, num_generations) == ground_truth_sequence_ids.unsqueeze(1)
+        metrics = {"gate/gt_in_rollouts": is_ground_truth.any(dim=1).float().mean().item()}
 
         invalid_masks = [
             func.invalid_mask(completion_ids)
@@ -413,7 +415,8 @@ class AdaGRPOTrainer(GRPOTrainer):
             rollout_logps, ground_truth_logps = self._sequence_logps_for_gate(output, completion_ids, ground_truth_ids)
             rollout_logps = gather(rollout_logps).view(num_prompts, num_generations)
             ground_truth_logps = gather(ground_truth_logps)[::num_generations]
-            difficulty = policy_difficulty(rollout_logps.cpu(), ground_truth_logps.cpu(), args.gate_tau)
+            rollout_logps = rollout_logps.cpu().masked_fill(is_ground_truth, -torch.inf)
+            difficulty = policy_difficulty(rollout_logps, ground_truth_logps.cpu(), args.gate_tau)
             metrics["gate/difficulty_rate"] = difficulty.float().mean().item()
         if args.gate_mode in ("adaptive", "discriminability"):
             rewards_per_func = stash["rewards_per_func"]
@@ -427,7 +430,9 @@ class AdaGRPOTrainer(GRPOTrainer):
             ground_truth_scores, negative_scores = self._score_ground_truths_and_negatives(
                 stash, ground_truth_ids, all_completions, negatives, num_generations
             )
-            r1 = reward_top_tau(rollout_scores, ground_truth_scores, args.gate_tau)
+            r1 = reward_top_tau(
+                rollout_scores.masked_fill(is_ground_truth, -torch.inf), ground_truth_scores, args.gate_tau
+            )
             r2 = negatives_in_bottom_rho(rollout_scores, ground_truth_scores, negative_scores, args.gate_rho)
             discriminability = r1 & r2
             metrics["gate/r1_rate"] = r1.float().mean().item()
