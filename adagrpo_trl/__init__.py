@@ -17,6 +17,8 @@ __version__ = "0.1.0.dev0"
 
 from .adagrpo_config import AdaGRPOConfig
 from .adagrpo_trainer import AdaGRPOTrainer
+from .analysis import format_stratified_analysis, stratified_analysis
+from .callbacks import RecommendationEvalCallback
 from .catalog import ItemCatalog, PrefixTrie, build_trie
 from .constrained import TrieLogitsProcessor, build_generation_config, make_trie_processor_factory
 from .evaluation import evaluate_recommendations, paired_bootstrap
@@ -37,9 +39,11 @@ __all__ = [
     "AdaGRPOTrainer",
     "HTTPRanker",
     "RankerError",
+    "RecommendationEvalCallback",
     "RankerReward",
     "SASRecRanker",
     "evaluate_recommendations",
+    "format_stratified_analysis",
     "get_reward_funcs",
     "paired_bootstrap",
     "ItemCatalog",
@@ -54,5 +58,6 @@ __all__ = [
     "rank_of_ground_truth",
     "reward_top_tau",
     "sample_cross_negatives",
+    "stratified_analysis",
     "top_fraction_cutoff",
 ]
