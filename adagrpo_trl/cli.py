@@ -21,6 +21,7 @@ YAML recipe (`--config recipe.yaml`) with command-line overrides; unknown keys a
     adagrpo-trl serve-ranker --ranker_dir runs/ml-100k/ranker --port 8000
     adagrpo-trl train --config recipes/ml-100k/adagrpo.yaml
     adagrpo-trl evaluate --model_path runs/ml-100k/adagrpo --data_dir runs/ml-100k/data
+    adagrpo-trl analyze --model_path runs/ml-100k/sft --data_dir runs/ml-100k/data --ranker_path runs/ml-100k/ranker
     adagrpo-trl pipeline --config recipes/ml-100k/pipeline.yaml
     accelerate launch --config_file recipes/accelerate_configs/multi_cpu.yaml -m adagrpo_trl.cli train --config ...
 """
@@ -136,6 +137,16 @@ class TrainScriptArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
     use_lora: bool = field(default=False, metadata={"help": "LoRA with trainable SID rows (embed_tokens, lm_head)."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    recommendation_eval_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Every this many steps, evaluate HR/NDCG/hallucination on the validation split, log eval_hr@10 "
+            "etc. and track the best checkpoint (save_steps must be a multiple)."
+        },
+    )
+    recommendation_eval_samples: int | None = field(
+        default=None, metadata={"help": "Validation users used by the periodic evaluation (default: all)."}
+    )
 
 
 @dataclass
@@ -149,6 +160,24 @@ class EvaluateArguments:
     batch_size: int = field(default=16, metadata={"help": "Prompts per generate call."})
     max_samples: int | None = field(default=None, metadata={"help": "Evaluate at most this many users."})
     output_file: str | None = field(default=None, metadata={"help": "Write the metrics as JSON here."})
+
+
+@dataclass
+class AnalyzeArguments:
+    """Arguments of `adagrpo-trl analyze` (the stratified analysis of DESIGN.md / the paper's motivation)."""
+
+    model_path: str = field(metadata={"help": "A checkpoint (usually the SFT model)."})
+    data_dir: str = field(metadata={"help": "Folder written by `adagrpo-trl prepare`."})
+    ranker_path: str = field(metadata={"help": "A SASRec ranker saved by `adagrpo-trl train-ranker`."})
+    split: str = field(default="validation", metadata={"help": "'validation' (default) or 'test'."})
+    num_generations: int = field(default=20, metadata={"help": "K: the policy's constrained beams per sample."})
+    tau: float = field(default=0.25, metadata={"help": "τ: top fraction for the policy and ranker ranks."})
+    rho: float = field(default=0.5, metadata={"help": "ρ: bottom fraction for cross-query negatives."})
+    num_cross_negatives: int = field(default=0, metadata={"help": "M (0: discriminability is R1 only)."})
+    reward_transform: str = field(default="raw", metadata={"help": "'raw' or 'sigmoid' ranker scores."})
+    max_samples: int | None = field(default=None, metadata={"help": "Analyse at most this many samples."})
+    batch_size: int = field(default=16, metadata={"help": "Prompts per generate call."})
+    output_file: str | None = field(default=None, metadata={"help": "Write the analysis as JSON here."})
 
 
 @dataclass
@@ -169,6 +198,9 @@ class PipelineArguments:
         metadata={"help": "Method name -> overrides of `train`."},
     )
     evaluate: dict = field(default_factory=dict, metadata={"help": "`evaluate` keys (num_beams, max_samples, ...)."})
+    analyze: dict | None = field(
+        default_factory=dict, metadata={"help": "`analyze` keys for the SFT model's stratified analysis (null: skip)."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of every stage."})
 
 
@@ -293,6 +325,7 @@ def run_train(script: TrainScriptArguments, args: AdaGRPOConfig) -> str:
     from transformers import AutoTokenizer
 
     from .adagrpo_trainer import AdaGRPOTrainer
+    from .callbacks import RecommendationEvalCallback
     from .constrained import make_trie_processor_factory
     from .data import PreparedData
     from .rewards import get_reward_funcs
@@ -324,6 +357,16 @@ def run_train(script: TrainScriptArguments, args: AdaGRPOConfig) -> str:
         logits_processors=processors,
         peft_config=peft_config,
     )
+    if script.recommendation_eval_steps:
+        callback = RecommendationEvalCallback(
+            prepared.datasets["validation"],
+            prepared.catalog,
+            tokenizer,
+            eval_steps=script.recommendation_eval_steps,
+            max_samples=script.recommendation_eval_samples,
+            trainer=trainer,
+        )
+        trainer.add_callback(callback)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     if peft_config is not None:
         trainer.model = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
@@ -366,6 +409,37 @@ def run_evaluate(args: EvaluateArguments) -> dict[str, Any]:
     return results
 
 
+def run_analyze(args: AnalyzeArguments) -> dict[str, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .analysis import format_stratified_analysis, stratified_analysis
+    from .data import PreparedData
+    from .rewards import RankerReward, SASRecRanker
+
+    prepared = PreparedData.load(args.data_dir)
+    model = AutoModelForCausalLM.from_pretrained(args.model_path)
+    tokenizer = AutoTokenizer.from_pretrained(args.model_path)
+    reward = RankerReward(SASRecRanker.load(args.ranker_path), prepared.catalog, transform=args.reward_transform)
+    result = stratified_analysis(
+        model,
+        tokenizer,
+        prepared.datasets[args.split],
+        prepared.catalog,
+        reward,
+        num_generations=args.num_generations,
+        tau=args.tau,
+        rho=args.rho,
+        num_cross_negatives=args.num_cross_negatives,
+        batch_size=args.batch_size,
+        max_samples=args.max_samples,
+    )
+    if args.output_file:
+        Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output_file).write_text(json.dumps(result, indent=2, default=str))
+    print(format_stratified_analysis(result))  # noqa: T201
+    return result
+
+
 def run_pipeline(args: PipelineArguments) -> dict[str, Any]:
     from .pipeline import run_pipeline as pipeline
 
@@ -383,6 +457,7 @@ COMMANDS: dict[str, tuple[tuple[type, ...], Callable[..., Any], str]] = {
     "serve-ranker": ((ServeArguments,), run_serve_ranker, "serve a saved ranker over HTTP"),
     "train": ((TrainScriptArguments, AdaGRPOConfig), run_train, "AdaGRPO and its baselines (via gate_mode)"),
     "evaluate": ((EvaluateArguments,), run_evaluate, "HR@K / NDCG@K / hallucination by beam search"),
+    "analyze": ((AnalyzeArguments,), run_analyze, "policy-rank x ranker-rank buckets and the ranker's correction"),
     "pipeline": ((PipelineArguments,), run_pipeline, "prepare -> SFT -> ranker -> methods -> evaluation -> report"),
 }
 

@@ -52,20 +52,36 @@ def _done(path: Path, marker: str) -> bool:
     return (path / marker).exists()
 
 
+def _best_checkpoint(method_dir: Path) -> Path | None:
+    """The best checkpoint recorded by the recommendation eval callback, if it is not the final model."""
+    summary_path = method_dir / "best_checkpoint.json"
+    if not summary_path.exists():
+        return None
+    summary = json.loads(summary_path.read_text())
+    best, final_step = summary.get("best_checkpoint"), summary.get("final_step")
+    if best is None or summary.get("best_checkpoint_step") == final_step or not Path(best).exists():
+        return None
+    return Path(best)
+
+
 def run_pipeline(args: Any) -> dict[str, Any]:
     """
     Runs every stage of a [`~adagrpo_trl.cli.PipelineArguments`] recipe and writes `report/results.json`,
-    `report/results.md` and the PNG plots (HR@10-vs-hallucination frontier, training curves, gate rate).
+    `report/results.md` and the PNG plots (HR@10-vs-hallucination frontier, training curves, gate rate). A method
+    trained with `recommendation_eval_steps` is also evaluated at its best validation checkpoint (`<name>@best`), and
+    the stratified analysis of the SFT model goes to `report/analysis_sft.json` (`analyze: null` skips it).
 
     Returns:
         `dict`: the metrics of every method (`sft` included) on the test split.
     """
     from .cli import (
+        AnalyzeArguments,
         EvaluateArguments,
         PolicyArguments,
         PrepareArguments,
         RankerArguments,
         TrainScriptArguments,
+        run_analyze,
         run_evaluate,
         run_prepare,
         run_sft,
@@ -136,6 +152,24 @@ def run_pipeline(args: Any) -> dict[str, Any]:
             )
             timed(f"train/{name}", run_train, script_args, train_args)
         evaluate(name, method_dir)
+        best = _best_checkpoint(method_dir)
+        if best is not None:
+            evaluate(f"{name}@best", best)
+
+    if args.analyze is not None:
+        analysis_file = root / "report" / "analysis_sft.json"
+        if not analysis_file.exists():
+            (analyze,) = _split_section("analyze", args.analyze, (AnalyzeArguments,))
+            analyze_args = AnalyzeArguments(
+                **{
+                    **analyze,
+                    "model_path": str(sft_dir),
+                    "data_dir": str(data_dir),
+                    "ranker_path": str(ranker_dir),
+                    "output_file": str(analysis_file),
+                }
+            )
+            timed("analyze", run_analyze, analyze_args)
 
     report = write_report(root, results, list(args.methods), timings)
     return report["methods"]

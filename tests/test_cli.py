@@ -82,7 +82,17 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path, capsys):
     methods = run(
         ["pipeline", "--config", str(ROOT / "recipes/synthetic/pipeline_tiny.yaml"), "--output_dir", str(output)]
     )
-    assert set(methods) == {"sft", "adagrpo", "grpo"}
+    assert {"sft", "adagrpo", "grpo"} <= set(methods) <= {"sft", "adagrpo", "grpo", "adagrpo@best", "grpo@best"}
+    # the validation metrics were logged during training and the best checkpoint recorded
+    best = json.loads((output / "methods" / "adagrpo" / "best_checkpoint.json").read_text())
+    assert best["metric_for_best_model"] == "hr@10" and [h["step"] for h in best["history"]] == [2, 4]
+    history = json.loads((output / "methods" / "adagrpo" / "log_history.json").read_text())
+    assert [log["step"] for log in history if "eval_hr@10" in log] == [2, 4]
+    # the stratified analysis of the SFT model: bucket shares add up to one
+    analysis = json.loads((output / "report" / "analysis_sft.json").read_text())
+    assert analysis["num_samples"] == 30
+    assert sum(bucket["share"] for bucket in analysis["buckets"]) == pytest.approx(1.0)
+    assert sum(bucket["count"] for bucket in analysis["fine_buckets"]) == 30
     report = json.loads((output / "report" / "results.json").read_text())
     for name in ("sft", "adagrpo", "grpo"):
         metrics = report["methods"][name]
