@@ -322,17 +322,15 @@ def run_serve_ranker(args: ServeArguments) -> None:
 
 
 def run_train(script: TrainScriptArguments, args: AdaGRPOConfig) -> str:
-    from transformers import AutoTokenizer
-
     from .adagrpo_trainer import AdaGRPOTrainer
     from .callbacks import RecommendationEvalCallback
     from .constrained import make_trie_processor_factory
     from .data import PreparedData
     from .rewards import get_reward_funcs
-    from .tokenization import sid_lora_config
+    from .tokenization import load_tokenizer, sid_lora_config
 
     prepared = PreparedData.load(script.data_dir)
-    tokenizer = AutoTokenizer.from_pretrained(script.model_name_or_path)
+    tokenizer = load_tokenizer(script.model_name_or_path)
     reward_options: dict[str, Any] = dict(
         catalog=prepared.catalog,
         transform=script.reward_transform,
@@ -378,16 +376,17 @@ def run_train(script: TrainScriptArguments, args: AdaGRPOConfig) -> str:
 
 
 def run_evaluate(args: EvaluateArguments) -> dict[str, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from .data import PreparedData
     from .evaluation import evaluate_recommendations
+    from .tokenization import load_tokenizer
 
     prepared = PreparedData.load(args.data_dir)
     if args.split not in prepared.datasets:
         raise ValueError(f"Unknown split {args.split!r}; {args.data_dir} has {sorted(prepared.datasets)}.")
     model = AutoModelForCausalLM.from_pretrained(args.model_path)
-    tokenizer = AutoTokenizer.from_pretrained(args.model_path)
+    tokenizer = load_tokenizer(args.model_path)
     dataset = prepared.datasets[args.split]
     if args.max_samples is not None:
         dataset = dataset.select(range(min(args.max_samples, len(dataset))))
@@ -410,15 +409,16 @@ def run_evaluate(args: EvaluateArguments) -> dict[str, Any]:
 
 
 def run_analyze(args: AnalyzeArguments) -> dict[str, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from .analysis import format_stratified_analysis, stratified_analysis
     from .data import PreparedData
     from .rewards import RankerReward, SASRecRanker
+    from .tokenization import load_tokenizer
 
     prepared = PreparedData.load(args.data_dir)
     model = AutoModelForCausalLM.from_pretrained(args.model_path)
-    tokenizer = AutoTokenizer.from_pretrained(args.model_path)
+    tokenizer = load_tokenizer(args.model_path)
     reward = RankerReward(SASRecRanker.load(args.ranker_path), prepared.catalog, transform=args.reward_transform)
     result = stratified_analysis(
         model,

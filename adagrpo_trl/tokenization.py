@@ -19,12 +19,15 @@ A SID token is `<{level}_{code}>` with levels `a, b, c, d, ...`; an item is one 
 completion text.
 """
 
+import json
+import os
 import string
 from collections.abc import Sequence
+from pathlib import Path
 
 from peft import LoraConfig
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast, Qwen2Config
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast, Qwen2Config
 
 
 PAD_TOKEN = "<pad>"
@@ -164,3 +167,17 @@ def sid_lora_config(
         target_modules=target_modules,
         modules_to_save=["embed_tokens", "lm_head"],
     )
+
+
+def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
+    """
+    Loads the tokenizer saved with a checkpoint. A tokenizer built by [`build_sid_tokenizer`] is reloaded as the
+    generic fast tokenizer it is: `AutoTokenizer` would otherwise pick the class of the model type saved beside it
+    (e.g. `Qwen2Tokenizer` next to a Qwen2 config), whose byte-level pre-tokenizer drops the prompt's words. Any other
+    tokenizer (a pretrained one with SID tokens added) goes through `AutoTokenizer`.
+    """
+    config_file = Path(path) / "tokenizer_config.json"
+    tokenizer_class = json.loads(config_file.read_text()).get("tokenizer_class") if config_file.exists() else None
+    if tokenizer_class in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+        return PreTrainedTokenizerFast.from_pretrained(str(path))
+    return AutoTokenizer.from_pretrained(str(path))

@@ -24,7 +24,7 @@ from adagrpo_trl.data import simulate_exposure_biased_logs
 from adagrpo_trl.data.prepare import PreparedData, prepare_data
 from adagrpo_trl.evaluation import evaluate_recommendations, hits_at_k
 from adagrpo_trl.sft import train_sft
-from adagrpo_trl.tokenization import small_qwen2_config
+from adagrpo_trl.tokenization import load_tokenizer, small_qwen2_config
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +99,11 @@ def test_short_sft_beats_popularity_on_hr_at_10(simulated, tmp_path):
     )
     trainer = train_sft(model, prepared.tokenizer, prepared.datasets["train"], args)
     assert (tmp_path / "sft" / "config.json").exists() and (tmp_path / "sft" / "tokenizer.json").exists()
+    # the checkpoint's tokenizer reloads as the SID tokenizer (AutoTokenizer would pick Qwen2Tokenizer from the model
+    # type and drop the prompt's words)
+    reloaded = load_tokenizer(tmp_path / "sft")
+    for prompt in prepared.datasets["test"]["prompt"][:5]:
+        assert reloaded(prompt)["input_ids"] == prepared.tokenizer(prompt)["input_ids"]
     test = prepared.datasets["test"]
     results = evaluate_recommendations(
         trainer.model, prepared.tokenizer, test, prepared.catalog, ks=(10,), num_beams=10, show_progress=False

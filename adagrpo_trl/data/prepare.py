@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from datasets import DatasetDict, load_from_disk
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from ..catalog import ItemCatalog
 from ..semantic_ids import build_semantic_ids, default_item_features
-from ..tokenization import build_sid_tokenizer
+from ..tokenization import build_sid_tokenizer, load_tokenizer
 from .loaders import load_interactions, load_recbole
 from .movielens import MOVIELENS_WHEELS, load_movielens
 from .splits import DEFAULT_PROMPT_TEMPLATE, PROMPT_WORDS, build_datasets, leave_one_out_split
@@ -109,7 +109,7 @@ class PreparedData:
         return cls(
             datasets=load_from_disk(str(path / DATASETS_DIR)),
             catalog=ItemCatalog.load(path / CATALOG_FILE),
-            tokenizer=AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR)),
+            tokenizer=load_tokenizer(path / TOKENIZER_DIR),
             summary=json.loads(summary_path.read_text()) if summary_path.exists() else {},
             train_sequences=json.loads(sequences_path.read_text()) if sequences_path.exists() else [],
         )
