@@ -28,7 +28,7 @@ from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState,
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .catalog import ItemCatalog
-from .evaluation import DEFAULT_KS, hallucination_rate, hits_at_k, ndcg_at_k, recommend
+from .evaluation import DEFAULT_KS, hallucination_rate, hits_at_k, ndcg_at_k, prompts_and_targets, recommend
 
 
 logger = logging.getLogger(__name__)
@@ -156,21 +156,9 @@ class RecommendationEvalCallback(TrainerCallback):
             )
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        rows = list(eval_dataset)
-        if max_samples is not None:
-            if max_samples < 1:
-                raise ValueError(f"max_samples must be >= 1 or None, got {max_samples}.")
-            rows = rows[:max_samples]
-        if not rows:
-            raise ValueError("RecommendationEvalCallback got an empty eval_dataset.")
-        for index, row in enumerate(rows):
-            for column in (prompt_column, target_column):
-                if column not in row:
-                    raise ValueError(f"Row {index} has no column {column!r} (columns: {sorted(row)}).")
-            if row[target_column] not in catalog:
-                raise ValueError(f"Row {index}: target item {row[target_column]!r} is not in the catalog.")
-        self.prompts = [row[prompt_column] for row in rows]
-        self.targets = [row[target_column] for row in rows]
+        self.prompts, self.targets = prompts_and_targets(
+            eval_dataset, catalog, prompt_column, target_column, max_samples
+        )
         self.catalog = catalog
         self.tokenizer = tokenizer
         self.eval_steps = eval_steps

@@ -400,11 +400,15 @@ def run_evaluate(args: EvaluateArguments) -> dict[str, Any]:
         num_beams=args.num_beams,
         hallucination_k=min(10, args.num_beams),
         batch_size=args.batch_size,
+        return_per_sample=True,
     )
+    # Per-user hits are kept (as lists) for paired bootstrap comparisons between checkpoints.
+    per_sample = results.pop("per_sample")
+    results["per_sample"] = {name: per_sample[name].tolist() for name in ("hr@10", "ndcg@10") if name in per_sample}
     if args.output_file:
         Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output_file).write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))  # noqa: T201
+        Path(args.output_file).write_text(json.dumps(results))
+    print(json.dumps({k: v for k, v in results.items() if k != "per_sample"}, indent=2))  # noqa: T201
     return results
 
 

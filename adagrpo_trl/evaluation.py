@@ -239,19 +239,9 @@ def evaluate_recommendations(
         raise ValueError(
             f"Cut-offs {list(ks)} and hallucination_k={hallucination_k} must be <= num_beams={num_beams}."
         )
-    rows = list(dataset)
-    if not rows:
-        raise ValueError("evaluate_recommendations got an empty dataset.")
-    for index, row in enumerate(rows):
-        for column in (prompt_column, target_column):
-            if column not in row:
-                raise ValueError(f"Row {index} has no column {column!r} (columns: {sorted(row)}).")
-        if row[target_column] not in catalog:
-            raise ValueError(f"Row {index}: target item {row[target_column]!r} is not in the catalog.")
-    prompts = [row[prompt_column] for row in rows]
-    targets = [row[target_column] for row in rows]
+    prompts, targets = prompts_and_targets(dataset, catalog, prompt_column, target_column)
 
-    results: dict[str, Any] = {"num_samples": len(rows)}
+    results: dict[str, Any] = {"num_samples": len(prompts)}
     per_sample: dict[str, np.ndarray] = {}
     modes = [("", False)] + ([("constrained/", True)] if constrained else [])
     for prefix, is_constrained in modes:
@@ -267,6 +257,31 @@ def evaluate_recommendations(
     if return_per_sample:
         results["per_sample"] = per_sample
     return results
+
+
+def prompts_and_targets(
+    dataset: Any,
+    catalog: ItemCatalog,
+    prompt_column: str = "prompt",
+    target_column: str = "target_item",
+    max_samples: int | None = None,
+) -> tuple[list[str], list[str]]:
+    """
+    The prompts and target item ids of an evaluation split (the first `max_samples` rows), checked: every row has both
+    columns and every target is a catalog item; errors name the row.
+    """
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1 or None, got {max_samples}.")
+    rows = list(dataset)[:max_samples]
+    if not rows:
+        raise ValueError("The evaluation dataset is empty.")
+    for index, row in enumerate(rows):
+        for column in (prompt_column, target_column):
+            if column not in row:
+                raise ValueError(f"Row {index} has no column {column!r} (columns: {sorted(row)}).")
+        if row[target_column] not in catalog:
+            raise ValueError(f"Row {index}: target item {row[target_column]!r} is not in the catalog.")
+    return [row[prompt_column] for row in rows], [row[target_column] for row in rows]
 
 
 def _check_lengths(ranked_items: Sequence[Sequence[Any]], targets: Sequence[str], k: int) -> None:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from trl import SFTConfig
 
 from .adagrpo_config import AdaGRPOConfig
@@ -192,28 +193,55 @@ def write_report(root: Path, results: dict[str, Any], methods: list[str], timing
             name: {k: v for k, v in metrics.items() if k != "per_sample"} for name, metrics in results.items()
         },
         "gate_rate": gate_rates,
+        "hr@10_vs_sft": _bootstrap_against(results, "sft", "hr@10"),
         "timings_seconds": timings,
     }
     (report_dir / "results.json").write_text(json.dumps(report, indent=2))
-    table = format_results_table(report["methods"], gate_rates)
+    table = format_results_table(report["methods"], gate_rates, report["hr@10_vs_sft"])
     (report_dir / "results.md").write_text(table + "\n")
     plot_report(report_dir, report["methods"], histories)
     print(table)  # noqa: T201
     return report
 
 
+def _bootstrap_against(results: dict[str, Any], reference: str, metric: str) -> dict[str, dict[str, float]]:
+    """Paired bootstrap (over test users) of each method's `metric` minus the reference's: difference and 95% CI."""
+    from .evaluation import paired_bootstrap
+
+    base = results.get(reference, {}).get("per_sample", {}).get(metric)
+    if base is None:
+        return {}
+    comparisons = {}
+    for name, metrics in results.items():
+        values = metrics.get("per_sample", {}).get(metric)
+        if name != reference and values is not None and len(values) == len(base):
+            comparisons[name] = paired_bootstrap(np.asarray(base), np.asarray(values))
+    return comparisons
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def format_results_table(methods: dict[str, dict[str, float]], gate_rates: dict[str, float | None]) -> str:
-    """The results as a markdown table (metrics in %)."""
-    header = "| method | " + " | ".join(REPORT_METRICS) + " | gate rate |"
-    lines = [header, "|" + "---|" * (len(REPORT_METRICS) + 2)]
+def format_results_table(
+    methods: dict[str, dict[str, float]],
+    gate_rates: dict[str, float | None],
+    versus_sft: dict[str, dict[str, float]] | None = None,
+) -> str:
+    """The results as a markdown table (metrics in %, HR@10 difference to SFT with its 95% paired-bootstrap CI)."""
+    versus_sft = versus_sft or {}
+    header = "| method | " + " | ".join(REPORT_METRICS) + " | ΔHR@10 vs SFT [95% CI] | gate rate |"
+    lines = [header, "|" + "---|" * (len(REPORT_METRICS) + 3)]
     for name, metrics in methods.items():
         cells = [f"{100 * metrics[m]:.2f}" if m in metrics else "n/a" for m in REPORT_METRICS]
+        delta = versus_sft.get(name)
+        if delta is None:
+            delta_cell = "–"
+        else:
+            delta_cell = f"{100 * delta['diff']:+.2f} [{100 * delta['low']:+.2f}, {100 * delta['high']:+.2f}]"
         rate = gate_rates.get(name)
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'n/a' if rate is None else f'{rate:.3f}'} |")
+        rate_cell = "n/a" if rate is None else f"{rate:.3f}"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {delta_cell} | {rate_cell} |")
     return "\n".join(lines)
 
 

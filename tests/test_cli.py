@@ -85,7 +85,7 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path, capsys):
     assert {"sft", "adagrpo", "grpo"} <= set(methods) <= {"sft", "adagrpo", "grpo", "adagrpo@best", "grpo@best"}
     # the validation metrics were logged during training and the best checkpoint recorded
     best = json.loads((output / "methods" / "adagrpo" / "best_checkpoint.json").read_text())
-    assert best["metric_for_best_model"] == "hr@10" and [h["step"] for h in best["history"]] == [2, 4]
+    assert best["metric_for_best_model"] == "eval_hr@10" and [h["step"] for h in best["history"]] == [2, 4]
     history = json.loads((output / "methods" / "adagrpo" / "log_history.json").read_text())
     assert [log["step"] for log in history if "eval_hr@10" in log] == [2, 4]
     # the stratified analysis of the SFT model: bucket shares add up to one
