@@ -169,7 +169,7 @@ def main():
     parser.add_argument("--generation-items", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-beams", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=31)
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results", "trie.json"))
     args = parser.parse_args()
 
