@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate.logging import get_logger
 from accelerate.utils import gather, gather_object
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
@@ -37,6 +36,7 @@ from .gating import (
     reward_top_tau,
     sample_cross_negatives,
 )
+from .utils import cut_after_eos, target_token_logps
 
 
 logger = get_logger(__name__)
@@ -264,7 +264,7 @@ class AdaGRPOTrainer(GRPOTrainer):
                     logits_processor=processors,
                 )
         completion_ids = sequences[:, prompt_length:]
-        return self._cut_after_eos(completion_ids), None
+        return cut_after_eos(completion_ids, self.eos_token_ids), None
 
     def _beam_generation_config(self, num_beams: int) -> GenerationConfig:
         """
@@ -284,16 +284,6 @@ class AdaGRPOTrainer(GRPOTrainer):
             disable_compile=True,
             **user_kwargs,
         )
-
-    def _cut_after_eos(self, completion_ids: torch.Tensor) -> list[list[int]]:
-        eos = torch.tensor(self.eos_token_ids, device=completion_ids.device)
-        is_eos = torch.isin(completion_ids, eos)
-        lengths = torch.where(
-            is_eos.any(dim=1),
-            is_eos.int().argmax(dim=1) + 1,
-            torch.full_like(is_eos[:, 0], is_eos.size(1), dtype=torch.long),
-        )
-        return [row[:n].tolist() for row, n in zip(completion_ids.cpu(), lengths.cpu().tolist(), strict=True)]
 
     # ------------------------------------------------------------------------------------------------------------
     # Gate
@@ -483,14 +473,9 @@ class AdaGRPOTrainer(GRPOTrainer):
         return logps[: len(completion_ids)], logps[len(completion_ids) :]
 
     def _target_token_logps(self, model, prompt_ids, prompt_mask, target_ids, target_mask) -> torch.Tensor:
-        """Per-token log π(target | prompt) with the plain forward (no temperature, no fused head), float32."""
-        input_ids = torch.cat([prompt_ids, target_ids], dim=1)
-        attention_mask = torch.cat([prompt_mask, target_mask], dim=1)
-        target_length = target_ids.size(1)
+        """Per-token log π(target | prompt), untempered, under the accelerator's autocast."""
         with self.accelerator.autocast():
-            logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=target_length + 1).logits
-        logits = logits[:, -target_length - 1 : -1].float()
-        return torch.gather(F.log_softmax(logits, dim=-1), 2, target_ids.unsqueeze(-1)).squeeze(-1)
+            return target_token_logps(model, prompt_ids, prompt_mask, target_ids, target_mask)
 
     def _score_ground_truths_and_negatives(
         self,

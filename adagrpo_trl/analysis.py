@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .catalog import ItemCatalog
 from .constrained import build_generation_config, isolated_generation_config, make_trie_processor_factory
 from .gating import negatives_in_bottom_rho, rank_of_ground_truth, sample_cross_negatives, top_fraction_cutoff
+from .utils import cut_after_eos, target_token_logps
 
 
 COARSE_POLICY_BUCKETS = ("certain", "uncertain")
@@ -229,7 +229,7 @@ def stratified_analysis(
                     generation_config=config,
                     logits_processor=[factory(input_ids.size(1))],
                 )
-            beams = _cut_after_eos(sequences[:, input_ids.size(1) :], eos)
+            beams = cut_after_eos(sequences[:, input_ids.size(1) :], eos)
             truths = [
                 tokenizer(text=row[completion_column], add_special_tokens=False)["input_ids"] + [eos] for row in batch
             ]
@@ -403,14 +403,6 @@ def format_stratified_analysis(result: dict[str, Any], digits: int = 3) -> str:
     return "\n".join(lines)
 
 
-def _cut_after_eos(completion_ids: torch.Tensor, eos_token_id: int) -> list[list[int]]:
-    """Completion ids up to and including the first EOS (the whole row if there is none)."""
-    result = []
-    for row in completion_ids.cpu().tolist():
-        result.append(row[: row.index(eos_token_id) + 1] if eos_token_id in row else row)
-    return result
-
-
 def _sequence_logps(
     model: Any,
     prompt_ids: torch.Tensor,
@@ -424,16 +416,12 @@ def _sequence_logps(
     length = max(len(ids) for ids in targets)
     target_ids = torch.tensor([ids + [pad_token_id] * (length - len(ids)) for ids in targets], device=device)
     target_mask = torch.tensor([[1] * len(ids) + [0] * (length - len(ids)) for ids in targets], device=device)
-    input_ids = torch.cat([prompt_ids, target_ids], dim=1)
-    attention_mask = torch.cat([prompt_mask, target_mask], dim=1)
     logps = []
-    for start in range(0, input_ids.size(0), chunk_size):
+    for start in range(0, target_ids.size(0), chunk_size):
         chunk = slice(start, start + chunk_size)
-        logits = model(
-            input_ids=input_ids[chunk], attention_mask=attention_mask[chunk], logits_to_keep=length + 1
-        ).logits
-        logits = logits[:, -length - 1 : -1].float()
-        token_logps = torch.gather(F.log_softmax(logits, dim=-1), 2, target_ids[chunk].unsqueeze(-1)).squeeze(-1)
+        token_logps = target_token_logps(
+            model, prompt_ids[chunk], prompt_mask[chunk], target_ids[chunk], target_mask[chunk]
+        )
         logps.append((token_logps * target_mask[chunk]).sum(dim=1).cpu())
     return torch.cat(logps)
 

@@ -250,14 +250,17 @@ def run_sft(policy: PolicyArguments, args: SFTConfig) -> str:
 
     from .data import PreparedData
     from .sft import train_sft
-    from .tokenization import add_sid_tokens, sid_lora_config, small_qwen2_config
+    from .tokenization import add_sid_tokens, sid_lora_config, sid_token, small_qwen2_config
 
     prepared = PreparedData.load(policy.data_dir)
     peft_config = None
     if policy.model_name_or_path:
         tokenizer = AutoTokenizer.from_pretrained(policy.model_name_or_path)
         model = AutoModelForCausalLM.from_pretrained(policy.model_name_or_path)
-        sid_tokens = sorted({token for sid in prepared.catalog.sids for token in _split_sid(sid)})
+        codes = prepared.catalog.codes
+        sid_tokens = [
+            sid_token(level, int(code)) for level in range(codes.shape[1]) for code in sorted(set(codes[:, level]))
+        ]
         add_sid_tokens(tokenizer, model, sid_tokens)
         if policy.use_lora:
             peft_config = sid_lora_config(r=policy.lora_r, lora_alpha=2 * policy.lora_r)
@@ -276,10 +279,6 @@ def run_sft(policy: PolicyArguments, args: SFTConfig) -> str:
     train = _maybe_subsample(prepared.datasets["train"], policy.max_train_samples, args.seed)
     train_sft(model, tokenizer, train, args, peft_config=peft_config)
     return args.output_dir
-
-
-def _split_sid(sid: str) -> list[str]:
-    return [part + ">" for part in sid.split(">") if part]
 
 
 def run_train_ranker(args: RankerArguments) -> dict[str, Any]:
