@@ -1,0 +1,516 @@
+# Copyright 2026 The adagrpo-trl Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+The quality benchmark: does AdaGRPO beat SFT and the fixed NLL+GRPO mixtures on public data?
+
+For each seed, one shared SFT checkpoint and one shared SASRec ranker (the `pipeline` recipe's `prepare`, `sft` and
+`ranker` stages) and, from them, with the same rollout budget, steps and evaluation:
+
+- `grpo`: pure GRPO (`gate_mode="always", nll_coef=0`);
+- `mixture_<c>`: fixed NLL + c·GRPO mixtures (`gate_mode="always", nll_coef=1, grpo_coef=c`), weak to strong RL;
+- `adagrpo` and its ablations `adagrpo_difficulty` and `adagrpo_discriminability`, with τ and ρ chosen beforehand by a
+  small sweep on the **validation** split of the first seed (best validation HR@10 during training).
+
+Every method is evaluated on the test users at its final checkpoint and at its best checkpoint by validation HR@10.
+The report (`benchmarks/results/quality_<dataset>.{json,md,png}`) holds means ± std over seeds, the paired-bootstrap
+95% interval (over test users, each user's hits averaged over seeds) of the HR@10 difference to SFT and to the best
+fixed mixture (chosen by validation HR@10), gate rates and wall times.
+
+```bash
+python benchmarks/quality.py --dataset ml-100k --seeds 0 1 2           # the README's ML-100K table
+python benchmarks/quality.py --dataset ml-1m --seeds 0                  # the headline dataset (hours on 2 cores)
+python benchmarks/quality.py --dataset synthetic --exposure_bias 0.2 0.5 0.8 0.95   # reward-noise sweep
+```
+
+Runs are resumable: every stage and every method is skipped when its output folder is complete.
+"""
+
+import argparse
+import json
+import logging
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+
+logger = logging.getLogger("benchmarks.quality")
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = {
+    "ml-100k": REPO / "recipes" / "ml-100k" / "pipeline.yaml",
+    "ml-1m": REPO / "recipes" / "ml-1m" / "pipeline.yaml",
+    "synthetic": REPO / "recipes" / "ml-100k" / "pipeline.yaml",
+}
+METRICS = ("hr@10", "ndcg@10", "hallucination")
+MIXTURE_COEFS = (0.1, 0.3, 1.0, 3.0)
+TAU_GRID = (0.125, 0.25, 0.5)
+RHO_GRID = (0.25, 0.5)
+# The synthetic reward-noise sweep: a simulator large enough for RL to matter, small enough for minutes per level.
+SYNTHETIC_PREPARE = {
+    "dataset": "synthetic",
+    "synthetic_users": 2000,
+    "synthetic_items": 400,
+    "num_levels": 2,
+    "max_history": 10,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=sorted(RECIPES), default="ml-100k")
+    parser.add_argument("--recipe", default=None, help="Pipeline recipe (default: the dataset's pipeline.yaml).")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--max_steps", type=int, default=200, help="RL steps of every method.")
+    parser.add_argument("--eval_steps", type=int, default=100, help="Validation HR@10 (and a checkpoint) every N.")
+    parser.add_argument(
+        "--eval_samples", type=int, default=None, help="Validation users per periodic evaluation (default: all)."
+    )
+    parser.add_argument("--mixture_coefs", type=float, nargs="+", default=list(MIXTURE_COEFS))
+    parser.add_argument("--tau_grid", type=float, nargs="+", default=list(TAU_GRID))
+    parser.add_argument("--rho_grid", type=float, nargs="+", default=list(RHO_GRID))
+    parser.add_argument(
+        "--exposure_bias",
+        type=float,
+        nargs="+",
+        default=None,
+        help="Synthetic only: simulator exposure-bias levels (reward noise, low to high); one table per level.",
+    )
+    parser.add_argument("--output_dir", default=None, help="Run folder (default: runs/quality/<dataset>).")
+    parser.add_argument("--results_dir", default="benchmarks/results", help="Where the committed report goes.")
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def base_recipe(args: argparse.Namespace) -> dict[str, Any]:
+    recipe = yaml.safe_load(Path(args.recipe or RECIPES[args.dataset]).read_text())
+    train = dict(recipe.get("train", {}))
+    train.update(
+        max_steps=args.max_steps,
+        save_strategy="steps",
+        save_steps=args.eval_steps,
+        recommendation_eval_steps=args.eval_steps,
+        recommendation_eval_samples=args.eval_samples,
+    )
+    recipe["train"] = train
+    recipe["analyze"] = None
+    return recipe
+
+
+def method_grid(args: argparse.Namespace, tau: float, rho: float) -> dict[str, dict[str, Any]]:
+    methods: dict[str, dict[str, Any]] = {"grpo": {"gate_mode": "always", "nll_coef": 0.0}}
+    for coef in args.mixture_coefs:
+        methods[f"mixture_{coef:g}"] = {"gate_mode": "always", "nll_coef": 1.0, "grpo_coef": coef}
+    for name, mode in (("adagrpo", "adaptive"), ("adagrpo_difficulty", "difficulty")):
+        methods[name] = {"gate_mode": mode, "gate_tau": tau, "gate_rho": rho}
+    methods["adagrpo_discriminability"] = {"gate_mode": "discriminability", "gate_tau": tau, "gate_rho": rho}
+    return methods
+
+
+def pipeline_args(recipe: dict[str, Any], output_dir: Path, seed: int, methods: dict[str, Any]):
+    from adagrpo_trl.cli import PipelineArguments
+
+    return PipelineArguments(**{**recipe, "output_dir": str(output_dir), "seed": seed, "methods": methods})
+
+
+def train_for_selection(run_dir: Path, recipe: dict[str, Any], seed: int, name: str, overrides: dict) -> float:
+    """Trains one (τ, ρ) candidate from the seed's shared SFT model; returns its best validation HR@10."""
+    from adagrpo_trl.adagrpo_config import AdaGRPOConfig
+    from adagrpo_trl.cli import TrainScriptArguments, run_train
+    from adagrpo_trl.pipeline import _split_section
+
+    method_dir = run_dir / "selection" / name
+    if not (method_dir / "log_history.json").exists():
+        script, config = _split_section(
+            "train", {**recipe["train"], **overrides}, (TrainScriptArguments, AdaGRPOConfig)
+        )
+        script_args = TrainScriptArguments(
+            **{
+                "ranker_path": str(run_dir / "ranker"),
+                **script,
+                "data_dir": str(run_dir / "data"),
+                "model_name_or_path": str(run_dir / "sft"),
+            }
+        )
+        # Only the validation metrics are needed: no model is kept beyond the checkpoints the callback reads.
+        train_args = AdaGRPOConfig(**{"seed": seed, "report_to": "none", **config, "output_dir": str(method_dir)})
+        run_train(script_args, train_args)
+    return best_validation(method_dir)
+
+
+def best_validation(method_dir: Path, metric: str = "eval_hr@10") -> float:
+    history = json.loads((method_dir / "log_history.json").read_text())
+    values = [log[metric] for log in history if metric in log]
+    if not values:
+        raise ValueError(f"{method_dir}/log_history.json has no {metric!r}: was recommendation_eval_steps set?")
+    return max(values)
+
+
+def select_tau_rho(args: argparse.Namespace, recipe: dict[str, Any], run_dir: Path, seed: int) -> dict[str, Any]:
+    """The small (τ, ρ) sweep on the validation split of one seed; returns the grid and the chosen pair."""
+    # The shared stages (data, SFT, ranker) and the SFT evaluation, without any method yet.
+    from adagrpo_trl.pipeline import run_pipeline
+
+    run_pipeline(pipeline_args(recipe, run_dir, seed, {}))
+    grid = []
+    for tau in args.tau_grid:
+        for rho in args.rho_grid:
+            name = f"adagrpo_tau{tau:g}_rho{rho:g}"
+            overrides = {"gate_mode": "adaptive", "gate_tau": tau, "gate_rho": rho}
+            start = time.perf_counter()
+            value = train_for_selection(run_dir, recipe, seed, name, overrides)
+            grid.append({"gate_tau": tau, "gate_rho": rho, "validation_hr@10": value})
+            logger.info("selection %s: validation HR@10 %.4f (%.0f s)", name, value, time.perf_counter() - start)
+    # Ties go to the first candidate of the grid (the smaller τ, then the smaller ρ).
+    chosen = max(grid, key=lambda row: row["validation_hr@10"])
+    return {"seed": seed, "split": "validation", "grid": grid, "chosen": chosen}
+
+
+def run_seed(recipe: dict[str, Any], run_dir: Path, seed: int, methods: dict[str, Any]) -> dict[str, Any]:
+    from adagrpo_trl.pipeline import run_pipeline
+
+    return run_pipeline(pipeline_args(recipe, run_dir, seed, methods))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Aggregation
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def load_seed(run_dir: Path, methods: list[str]) -> dict[str, Any]:
+    """Per method of one seed's run: test metrics at the final and best checkpoints, per-user hits, gate rate, times."""
+    report = run_dir / "report"
+    timings = json.loads((report / "results.json").read_text()).get("timings_seconds", {})
+    seed_results = {}
+    for name in ["sft", *methods]:
+        final = json.loads((report / f"metrics_{name}.json").read_text())
+        best_path = report / f"metrics_{name}@best.json"
+        best = json.loads(best_path.read_text()) if best_path.exists() else final
+        entry: dict[str, Any] = {"final": final, "best": best}
+        history_path = run_dir / "methods" / name / "log_history.json"
+        if history_path.exists():
+            history = json.loads(history_path.read_text())
+            rates = [log["gate/rate"] for log in history if "gate/rate" in log]
+            entry["gate_rate"] = float(np.mean(rates)) if rates else None
+            entry["validation_hr@10"] = best_validation(run_dir / "methods" / name)
+            summary_path = run_dir / "methods" / name / "best_checkpoint.json"
+            if summary_path.exists():
+                entry["best_step"] = json.loads(summary_path.read_text()).get("best_checkpoint_step")
+        entry["train_seconds"] = timings.get(f"train/{name}")
+        seed_results[name] = entry
+    return seed_results
+
+
+def _per_user(per_seed: list[dict[str, Any]], name: str, checkpoint: str) -> np.ndarray:
+    """Each test user's HR@10 averaged over seeds (users are the same across seeds: a leave-one-out split)."""
+    return np.mean([np.asarray(seed[name][checkpoint]["per_sample"]["hr@10"]) for seed in per_seed], axis=0)
+
+
+def aggregate(per_seed: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
+    from adagrpo_trl.evaluation import paired_bootstrap
+
+    mixtures = [name for name in methods if name.startswith("mixture_")]
+    # The best fixed mixture is chosen on validation (mean over seeds of its best validation HR@10), never on test.
+    best_mixture = max(mixtures, key=lambda name: np.mean([seed[name]["validation_hr@10"] for seed in per_seed]))
+    table: dict[str, Any] = {}
+    for name in ["sft", *methods]:
+        entry: dict[str, Any] = {"seeds": len(per_seed)}
+        for checkpoint in ("best", "final"):
+            values = {m: [seed[name][checkpoint][m] for seed in per_seed] for m in METRICS}
+            entry[checkpoint] = {m: float(np.mean(v)) for m, v in values.items()}
+            entry[f"{checkpoint}_std"] = {
+                m: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()
+            }
+            comparisons = {}
+            for reference in ("sft", best_mixture):
+                if reference != name:
+                    result = paired_bootstrap(
+                        _per_user(per_seed, reference, "final" if reference == "sft" else checkpoint),
+                        _per_user(per_seed, name, checkpoint),
+                    )
+                    comparisons[f"hr@10_vs_{'sft' if reference == 'sft' else 'best_mixture'}"] = {
+                        k: float(v) for k, v in result.items()
+                    }
+            entry[f"{checkpoint}_comparisons"] = comparisons
+        if name != "sft":
+            rates = [seed[name].get("gate_rate") for seed in per_seed]
+            entry["gate_rate"] = float(np.mean(rates)) if None not in rates else None
+            entry["validation_hr@10"] = float(np.mean([seed[name]["validation_hr@10"] for seed in per_seed]))
+            entry["best_step"] = [seed[name].get("best_step") for seed in per_seed]
+            seconds = [seed[name].get("train_seconds") for seed in per_seed]
+            entry["train_seconds"] = float(np.mean(seconds)) if None not in seconds else None
+        table[name] = entry
+    return {"methods": table, "best_mixture": best_mixture}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------------------------------
+
+LABELS = {
+    "sft": "SFT",
+    "grpo": "pure GRPO",
+    "adagrpo": "AdaGRPO",
+    "adagrpo_difficulty": "AdaGRPO, difficulty only",
+    "adagrpo_discriminability": "AdaGRPO, discriminability only",
+}
+
+
+def label(name: str) -> str:
+    if name.startswith("mixture_"):
+        return f"NLL + {name.removeprefix('mixture_')}·GRPO"
+    return LABELS.get(name, name)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    methods = report["methods"]
+    seeds = methods["sft"]["seeds"]
+    lines = [
+        "| method | checkpoint | HR@10 | NDCG@10 | hallucination | ΔHR@10 vs SFT [95% CI] "
+        "| ΔHR@10 vs best mixture [95% CI] | gate rate | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(entry: dict[str, Any], checkpoint: str, metric: str) -> str:
+        mean = 100 * entry[checkpoint][metric]
+        if seeds > 1:
+            return f"{mean:.2f} ± {100 * entry[f'{checkpoint}_std'][metric]:.2f}"
+        return f"{mean:.2f}"
+
+    def delta(entry: dict[str, Any], checkpoint: str, key: str) -> str:
+        result = entry[f"{checkpoint}_comparisons"].get(key)
+        if result is None:
+            return "–"
+        return f"{100 * result['diff']:+.2f} [{100 * result['low']:+.2f}, {100 * result['high']:+.2f}]"
+
+    for name, entry in methods.items():
+        for checkpoint in ("final", "best") if name != "sft" else ("final",):
+            rate = entry.get("gate_rate")
+            seconds = entry.get("train_seconds")
+            lines.append(
+                f"| {label(name)} | {checkpoint if name != 'sft' else '–'} | "
+                + " | ".join(cell(entry, checkpoint, m) for m in METRICS)
+                + f" | {delta(entry, checkpoint, 'hr@10_vs_sft')} | {delta(entry, checkpoint, 'hr@10_vs_best_mixture')}"
+                + f" | {'' if rate is None or checkpoint == 'best' else f'{rate:.3f}'}"
+                + f" | {'' if seconds is None or checkpoint == 'best' else f'{seconds:.0f}'} |"
+            )
+    return "\n".join(lines)
+
+
+def plot_frontier(report: dict[str, Any], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = report["methods"]
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for axis, checkpoint in zip(axes, ("final", "best"), strict=True):
+        mixtures = sorted((n for n in methods if n.startswith("mixture_")), key=lambda n: float(n.split("_")[1]))
+        xs = [100 * methods[n][checkpoint]["hallucination"] for n in mixtures]
+        ys = [100 * methods[n][checkpoint]["hr@10"] for n in mixtures]
+        axis.plot(xs, ys, "o-", color="tab:gray", label="fixed NLL + c·GRPO")
+        for name, x, y in zip(mixtures, xs, ys, strict=True):
+            axis.annotate(f"c={name.split('_')[1]}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        styles = {
+            "sft": ("s", "black"),
+            "grpo": ("v", "tab:red"),
+            "adagrpo": ("*", "tab:blue"),
+            "adagrpo_difficulty": ("^", "tab:cyan"),
+            "adagrpo_discriminability": ("D", "tab:purple"),
+        }
+        for name, (marker, color) in styles.items():
+            if name not in methods:
+                continue
+            point = methods[name]["final" if name == "sft" else checkpoint]
+            std = methods[name][f"{'final' if name == 'sft' else checkpoint}_std"]["hr@10"]
+            axis.errorbar(
+                100 * point["hallucination"],
+                100 * point["hr@10"],
+                yerr=100 * std,
+                fmt=marker,
+                color=color,
+                markersize=10 if name == "adagrpo" else 7,
+                capsize=3,
+                label=label(name),
+            )
+        axis.set_xlabel("hallucination (% of top-10 SIDs, unconstrained beams)")
+        axis.set_title(f"{checkpoint} checkpoint")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("HR@10 (%), mean ± std over seeds")
+    axes[1].legend(fontsize=7, loc="best")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    temporary = path.with_suffix(".tmp.png")
+    figure.savefig(temporary, dpi=120)
+    plt.close(figure)
+    temporary.replace(path)
+
+
+def versions() -> dict[str, str]:
+    import accelerate
+    import datasets
+    import torch
+    import transformers
+    import trl
+
+    import adagrpo_trl
+
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(Path(adagrpo_trl.__file__).parent), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {
+        "adagrpo_trl": getattr(adagrpo_trl, "__version__", "unknown"),
+        "commit": commit,
+        "trl": trl.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "datasets": datasets.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def hardware() -> str:
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores ({cpu}), no GPU" if os.cpu_count() else cpu
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(payload, indent=2) + "\n")
+    temporary.replace(path)
+
+
+def benchmark(args: argparse.Namespace, dataset_tag: str, recipe: dict[str, Any], output_dir: Path) -> dict[str, Any]:
+    """Selection on the first seed's validation split, then every method for every seed; returns the report."""
+    start = time.perf_counter()
+    selection = select_tau_rho(args, recipe, output_dir / f"seed{args.seeds[0]}", args.seeds[0])
+    tau, rho = selection["chosen"]["gate_tau"], selection["chosen"]["gate_rho"]
+    logger.info("chosen on validation: gate_tau=%g gate_rho=%g", tau, rho)
+    methods = method_grid(args, tau, rho)
+    per_seed = []
+    for seed in args.seeds:
+        run_dir = output_dir / f"seed{seed}"
+        run_seed(recipe, run_dir, seed, methods)
+        per_seed.append(load_seed(run_dir, list(methods)))
+    report = aggregate(per_seed, list(methods))
+    wall = time.perf_counter() - start
+    command = "python benchmarks/quality.py " + " ".join(sys.argv[1:])
+    return {
+        "dataset": dataset_tag,
+        "command": command,
+        "versions": versions(),
+        "hardware": hardware(),
+        "seeds": list(args.seeds),
+        "settings": {
+            "max_steps": args.max_steps,
+            "eval_steps": args.eval_steps,
+            "validation_users": args.eval_samples or "all",
+            "train": {k: v for k, v in recipe["train"].items() if not k.startswith("recommendation_")},
+            "methods": methods,
+        },
+        "selection": selection,
+        "best_mixture": report["best_mixture"],
+        "methods": report["methods"],
+        "wall_seconds": round(wall, 1),
+        "note": "metrics are fractions (means over seeds); *_std: sample std over seeds; comparisons: paired "
+        "bootstrap over test users of the per-user HR@10 averaged over seeds (SFT: its only checkpoint; best "
+        "mixture: same checkpoint kind); wall_seconds covers this invocation only (resumed stages are not re-timed).",
+    }
+
+
+def write_outputs(report: dict[str, Any], results_dir: Path, stem: str, title: str) -> None:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(results_dir / f"{stem}.json", report)
+    table = format_table(report)
+    chosen = report["selection"]["chosen"]
+    header = (
+        f"{title}: {report['hardware']}; seeds {report['seeds']}; {report['settings']['max_steps']} RL steps per "
+        f"method; τ={chosen['gate_tau']:g}, ρ={chosen['gate_rho']:g} chosen on validation; best fixed mixture (by "
+        f"validation): {label(report['best_mixture'])}; wall time {report['wall_seconds'] / 60:.0f} min.\n\n"
+    )
+    temporary = results_dir / f"{stem}.md.tmp"
+    temporary.write_text(header + table + "\n")
+    temporary.replace(results_dir / f"{stem}.md")
+    plot_frontier(report, results_dir / f"{stem}.png", title)
+    print(header + table)  # noqa: T201
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir or f"runs/quality/{args.dataset}")
+    recipe = base_recipe(args)
+    if args.dataset != "synthetic":
+        if args.exposure_bias is not None:
+            raise ValueError("--exposure_bias is only for --dataset synthetic.")
+        report = benchmark(args, args.dataset, recipe, output_dir)
+        write_outputs(report, Path(args.results_dir), f"quality_{args.dataset}", f"{args.dataset} quality benchmark")
+        return
+    levels = args.exposure_bias or [0.2, 0.5, 0.8, 0.95]
+    sweep = []
+    for bias in levels:
+        # The recipe's own `prepare` section when one is given (e.g. the tiny test recipe), else SYNTHETIC_PREPARE.
+        prepare = recipe["prepare"] if args.recipe else SYNTHETIC_PREPARE
+        level_recipe = {**recipe, "prepare": {**prepare, "dataset": "synthetic", "exposure_bias": bias}}
+        tag = f"synthetic_bias{bias:g}"
+        report = benchmark(args, tag, level_recipe, output_dir / f"bias{bias:g}")
+        write_outputs(report, Path(args.results_dir), f"quality_{tag}", f"synthetic, exposure bias {bias:g}")
+        methods = report["methods"]
+        best_mixture = report["best_mixture"]
+        sweep.append(
+            {
+                "exposure_bias": bias,
+                "sft": methods["sft"]["final"]["hr@10"],
+                "adagrpo": {c: methods["adagrpo"][c]["hr@10"] for c in ("best", "final")},
+                "best_mixture": best_mixture,
+                "best_mixture_hr@10": {c: methods[best_mixture][c]["hr@10"] for c in ("best", "final")},
+                "adagrpo_vs_best_mixture": {
+                    c: methods["adagrpo"][f"{c}_comparisons"]["hr@10_vs_best_mixture"] for c in ("best", "final")
+                },
+            }
+        )
+    _write_json(
+        Path(args.results_dir) / "quality_synthetic_sweep.json",
+        {"command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]), "levels": sweep},
+    )
+
+
+if __name__ == "__main__":
+    main()
