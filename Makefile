@@ -1,4 +1,4 @@
-.PHONY: install test test-fast quality style demo quickstart clean
+.PHONY: install test test-fast quality style demo quickstart bench-quality clean
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -27,6 +27,10 @@ style: install
 # The README's main command: the end-to-end pipeline on MovieLens-100K (report in runs/ml-100k/report/).
 demo: install
 	OMP_NUM_THREADS=2 $(VENV)/bin/adagrpo-trl pipeline --config recipes/ml-100k/pipeline.yaml
+
+# The quality benchmark on MovieLens-100K, 3 seeds (about an hour on 2 cores; results in benchmarks/results/).
+bench-quality: install
+	OMP_NUM_THREADS=2 $(PY) benchmarks/quality.py --dataset ml-100k --seeds 0 1 2
 
 quickstart: install
 	HF_HUB_OFFLINE=1 $(PY) examples/quickstart.py

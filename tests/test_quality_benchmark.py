@@ -1,0 +1,182 @@
+# Copyright 2026 The adagrpo-trl Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The quality benchmark's grid, aggregation (selection on validation, means over seeds) and report shape."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _load_quality():
+    spec = importlib.util.spec_from_file_location("quality_benchmark", REPO / "benchmarks" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+quality = _load_quality()
+
+
+def _metrics(hits: list[int], hallucination: float) -> dict:
+    hits_array = np.asarray(hits, dtype=float)
+    return {
+        "hr@10": float(hits_array.mean()),
+        "ndcg@10": float(hits_array.mean() / 2),
+        "hallucination": hallucination,
+        "per_sample": {"hr@10": hits_array.tolist()},
+    }
+
+
+def _seed(sft, weak, strong, ada, validation_weak, validation_strong):
+    return {
+        "sft": {"final": _metrics(sft, 0.0), "best": _metrics(sft, 0.0)},
+        "mixture_0.1": {
+            "final": _metrics(weak, 0.001),
+            "best": _metrics(weak, 0.001),
+            "validation_hr@10": validation_weak,
+            "gate_rate": 1.0,
+        },
+        "mixture_1": {
+            "final": _metrics(strong, 0.004),
+            "best": _metrics(strong, 0.002),
+            "validation_hr@10": validation_strong,
+            "gate_rate": 1.0,
+        },
+        "adagrpo": {
+            "final": _metrics(ada, 0.0),
+            "best": _metrics(ada, 0.0),
+            "validation_hr@10": 0.1,
+            "gate_rate": 0.1,
+        },
+    }
+
+
+def test_method_grid_spans_pure_grpo_mixtures_and_the_adagrpo_ablations():
+    args = quality.parse_args(["--mixture_coefs", "0.1", "1", "3"])
+    grid = quality.method_grid(args, tau=0.125, rho=0.25)
+    assert grid["grpo"] == {"gate_mode": "always", "nll_coef": 0.0}
+    assert [grid[f"mixture_{c}"]["grpo_coef"] for c in ("0.1", "1", "3")] == [0.1, 1.0, 3.0]
+    assert all(grid[f"mixture_{c}"]["nll_coef"] == 1.0 for c in ("0.1", "1", "3"))
+    for name, mode in (
+        ("adagrpo", "adaptive"),
+        ("adagrpo_difficulty", "difficulty"),
+        ("adagrpo_discriminability", "discriminability"),
+    ):
+        assert grid[name] == {"gate_mode": mode, "gate_tau": 0.125, "gate_rho": 0.25}
+
+
+def test_aggregate_picks_the_best_mixture_on_validation_not_on_test():
+    # mixture_1 is better on test, mixture_0.1 on validation: the report must follow validation.
+    per_seed = [
+        _seed([1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], validation_weak=0.3, validation_strong=0.2),
+        _seed([0, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0], validation_weak=0.3, validation_strong=0.2),
+    ]
+    report = quality.aggregate(per_seed, ["mixture_0.1", "mixture_1", "adagrpo"])
+    assert report["best_mixture"] == "mixture_0.1"
+    ada = report["methods"]["adagrpo"]
+    assert ada["seeds"] == 2
+    assert ada["final"]["hr@10"] == pytest.approx(np.mean([0.75, 0.5]))
+    assert ada["final_std"]["hr@10"] == pytest.approx(np.std([0.75, 0.5], ddof=1))
+    assert report["methods"]["mixture_1"]["best"]["hallucination"] == pytest.approx(0.002)
+    assert report["methods"]["mixture_1"]["final"]["hallucination"] == pytest.approx(0.004)
+    # The paired difference is over users, each user's hits averaged over the seeds.
+    versus_sft = ada["final_comparisons"]["hr@10_vs_sft"]
+    assert versus_sft["diff"] == pytest.approx(np.mean([1, 1, 0.5, 0]) - np.mean([0.5, 0.5, 0, 0]))
+    assert versus_sft["low"] <= versus_sft["diff"] <= versus_sft["high"]
+    versus_mixture = ada["final_comparisons"]["hr@10_vs_best_mixture"]
+    assert versus_mixture["diff"] == pytest.approx(0.625 - 0.125)
+    # A method is not compared with itself.
+    assert "hr@10_vs_best_mixture" not in report["methods"]["mixture_0.1"]["final_comparisons"]
+    assert ada["gate_rate"] == pytest.approx(0.1)
+
+
+def test_format_table_has_one_row_per_method_and_checkpoint():
+    per_seed = [_seed([1, 0], [0, 1], [1, 1], [1, 0], 0.2, 0.3)] * 2
+    report = quality.aggregate(per_seed, ["mixture_0.1", "mixture_1", "adagrpo"])
+    table = quality.format_table(report)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 1 + 2 * 3  # SFT once, every other method at its final and best checkpoints
+    assert rows[0].startswith("| SFT | – | 50.00 ± 0.00")
+
+
+@pytest.mark.slow
+def test_quality_benchmark_end_to_end_on_the_tiny_simulator(tmp_path):
+    """The whole benchmark on the tiny synthetic recipe, 2 seeds: the committed report's shape, from real runs."""
+    results = tmp_path / "results"
+    quality.main(
+        [
+            "--dataset",
+            "synthetic",
+            "--recipe",
+            str(REPO / "recipes" / "synthetic" / "pipeline_tiny.yaml"),
+            "--exposure_bias",
+            "0.8",
+            "--seeds",
+            "0",
+            "1",
+            "--max_steps",
+            "4",
+            "--eval_steps",
+            "2",
+            "--eval_samples",
+            "20",
+            "--tau_grid",
+            "0.25",
+            "0.5",
+            "--rho_grid",
+            "0.5",
+            "--mixture_coefs",
+            "0.1",
+            "1",
+            "3",
+            "--output_dir",
+            str(tmp_path / "runs"),
+            "--results_dir",
+            str(results),
+        ]
+    )
+    report = json.loads((results / "quality_synthetic_bias0.8.json").read_text())
+    assert {"dataset", "command", "versions", "methods"} <= set(report)
+    assert set(report["methods"]) == {
+        "sft",
+        "grpo",
+        "mixture_0.1",
+        "mixture_1",
+        "mixture_3",
+        "adagrpo",
+        "adagrpo_difficulty",
+        "adagrpo_discriminability",
+    }
+    for entry in report["methods"].values():
+        assert entry["seeds"] == 2
+        for checkpoint in ("best", "final"):
+            assert set(entry[checkpoint]) == {"hr@10", "ndcg@10", "hallucination"}
+            assert all(0.0 <= value <= 1.0 for value in entry[checkpoint].values())
+    # τ and ρ come from the validation sweep, and every AdaGRPO variant uses the chosen pair.
+    assert len(report["selection"]["grid"]) == 2 and report["selection"]["split"] == "validation"
+    chosen = report["selection"]["chosen"]
+    assert chosen == max(report["selection"]["grid"], key=lambda row: row["validation_hr@10"])
+    assert report["settings"]["methods"]["adagrpo"]["gate_tau"] == chosen["gate_tau"]
+    assert report["methods"]["grpo"]["gate_rate"] == 1.0
+    assert 0.0 <= report["methods"]["adagrpo"]["gate_rate"] <= 1.0
+    assert (results / "quality_synthetic_bias0.8.md").read_text().count("\n| ") == 1 + 1 + 2 * 7
+    assert (results / "quality_synthetic_bias0.8.png").stat().st_size > 0
+    sweep = json.loads((results / "quality_synthetic_sweep.json").read_text())
+    assert [level["exposure_bias"] for level in sweep["levels"]] == [0.8]
