@@ -83,6 +83,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--eval_samples", type=int, default=None, help="Validation users per periodic evaluation (default: all)."
     )
     parser.add_argument("--mixture_coefs", type=float, nargs="+", default=list(MIXTURE_COEFS))
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help="Run only these methods of the grid (default: all), e.g. `adagrpo mixture_0.1 mixture_1`.",
+    )
     parser.add_argument("--tau_grid", type=float, nargs="+", default=list(TAU_GRID))
     parser.add_argument("--rho_grid", type=float, nargs="+", default=list(RHO_GRID))
     parser.add_argument(
@@ -124,6 +130,13 @@ def method_grid(args: argparse.Namespace, tau: float, rho: float) -> dict[str, d
     for name, mode in (("adagrpo", "adaptive"), ("adagrpo_difficulty", "difficulty")):
         methods[name] = {"gate_mode": mode, "gate_tau": tau, "gate_rho": rho}
     methods["adagrpo_discriminability"] = {"gate_mode": "discriminability", "gate_tau": tau, "gate_rho": rho}
+    if args.methods is not None:
+        unknown = sorted(set(args.methods) - set(methods))
+        if unknown:
+            raise ValueError(f"--methods: unknown method(s) {unknown}; the grid has {sorted(methods)}.")
+        methods = {name: overrides for name, overrides in methods.items() if name in args.methods}
+        if not any(name.startswith("mixture_") for name in methods):
+            raise ValueError("--methods must keep at least one fixed mixture (the comparison the report is about).")
     return methods
 
 
@@ -172,6 +185,10 @@ def select_tau_rho(args: argparse.Namespace, recipe: dict[str, Any], run_dir: Pa
     from adagrpo_trl.pipeline import run_pipeline
 
     run_pipeline(pipeline_args(recipe, run_dir, seed, {}))
+    if len(args.tau_grid) == 1 and len(args.rho_grid) == 1:
+        # A single candidate: nothing to select, no training spent on it.
+        chosen = {"gate_tau": args.tau_grid[0], "gate_rho": args.rho_grid[0], "validation_hr@10": None}
+        return {"seed": seed, "split": "validation", "grid": [], "chosen": chosen}
     grid = []
     for tau in args.tau_grid:
         for rho in args.rho_grid:

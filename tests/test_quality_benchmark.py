@@ -82,6 +82,15 @@ def test_method_grid_spans_pure_grpo_mixtures_and_the_adagrpo_ablations():
         assert grid[name] == {"gate_mode": mode, "gate_tau": 0.125, "gate_rho": 0.25}
 
 
+def test_method_subset_must_exist_and_keep_a_mixture():
+    args = quality.parse_args(["--methods", "adagrpo", "mixture_1"])
+    assert set(quality.method_grid(args, 0.25, 0.5)) == {"adagrpo", "mixture_1"}
+    with pytest.raises(ValueError, match=r"unknown method\(s\) \['mixture_7'\]"):
+        quality.method_grid(quality.parse_args(["--methods", "mixture_7"]), 0.25, 0.5)
+    with pytest.raises(ValueError, match="at least one fixed mixture"):
+        quality.method_grid(quality.parse_args(["--methods", "adagrpo", "grpo"]), 0.25, 0.5)
+
+
 def test_aggregate_picks_the_best_mixture_on_validation_not_on_test():
     # mixture_1 is better on test, mixture_0.1 on validation: the report must follow validation.
     per_seed = [
