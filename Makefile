@@ -35,5 +35,11 @@ bench-quality: install
 quickstart: install
 	HF_HUB_OFFLINE=1 $(PY) examples/quickstart.py
 
+# The speed benchmark, quick mode (about 3 minutes on 2 cores): AdaGRPO over GRPO step time, trie-constrained over
+# unconstrained beam search, trie build, evaluation throughput, scaling. Writes benchmarks/results/speed.json and
+# speed_scaling.png; `$(PY) benchmarks/speed.py` (no --quick) is the full run.
+bench-speed: install
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(PY) benchmarks/speed.py --quick
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -139,8 +139,49 @@ class AdaGRPOConfig(GRPOConfig):
         },
     )
 
+    # Inherited from TrainingArguments (which the Trainer itself ignores); redeclared to document `adagrpo-trl train`.
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "`adagrpo-trl train`: 'true' (or the bare flag) resumes from the latest complete checkpoint in "
+            "output_dir, and starts from scratch with a warning if there is none (one command for the first launch "
+            "and every restart); a checkpoint folder resumes from it. The run continues exactly as an uninterrupted "
+            "one would (same rollouts, gates, losses and weights on the same machine; logged averages too when "
+            "save_steps is a multiple of logging_steps)."
+        },
+    )
+
     def __post_init__(self):
-        super().__post_init__()
+        if isinstance(self.num_generations, bool) or (
+            isinstance(self.num_generations, int) and self.num_generations < 2
+        ):  # before TRL divides by it
+            raise ValueError(
+                f"`num_generations` must be an integer >= 2 (GRPO compares rollouts within a group), got "
+                f"num_generations={self.num_generations!r}."
+            )
+        try:
+            super().__post_init__()
+        except ValueError as error:
+            if "must be divisible by num_generations" not in str(error):
+                raise
+            # TRL names the derived generation_batch_size; say which settings it comes from and how to fix them.
+            num_processes = self.world_size
+            rows_per_batch = self.steps_per_generation * num_processes
+            suggestion = next(
+                size
+                for size in range(
+                    self.per_device_train_batch_size, self.per_device_train_batch_size + self.num_generations + 1
+                )
+                if size * rows_per_batch % self.num_generations == 0
+            )
+            raise ValueError(
+                f"num_generations={self.num_generations} must divide the generation batch: generation_batch_size = "
+                f"per_device_train_batch_size ({self.per_device_train_batch_size}) × steps_per_generation "
+                f"({self.steps_per_generation}) × processes ({num_processes}) = {self.generation_batch_size} "
+                f"completions, which must hold whole groups of {self.num_generations} completions of one prompt "
+                "(per_device_train_batch_size counts completions, not prompts). Make that product a multiple of "
+                f"num_generations, e.g. per_device_train_batch_size={suggestion} (TRL: {error})"
+            ) from None
 
         for name in ("nll_coef", "grpo_coef"):
             value = getattr(self, name)

@@ -30,7 +30,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .catalog import ItemCatalog
-from .constrained import build_generation_config, isolated_generation_config, make_trie_processor_factory
+from .constrained import (
+    build_generation_config,
+    generate_with_shared_prefill,
+    isolated_generation_config,
+    make_trie_processor_factory,
+)
 from .gating import negatives_in_bottom_rho, rank_of_ground_truth, sample_cross_negatives, top_fraction_cutoff
 from .utils import cut_after_eos, target_token_logps
 
@@ -223,11 +228,8 @@ def stratified_analysis(
             encoded = tokenizer(text=prompts, return_tensors="pt", padding=True, padding_side="left")
             input_ids, attention_mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
             with isolated_generation_config(model):
-                sequences = model.generate(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    generation_config=config,
-                    logits_processor=[factory(input_ids.size(1))],
+                sequences = generate_with_shared_prefill(
+                    model, input_ids, attention_mask, config, [factory(input_ids.size(1))]
                 )
             beams = cut_after_eos(sequences[:, input_ids.size(1) :], eos)
             truths = [

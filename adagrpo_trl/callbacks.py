@@ -14,7 +14,6 @@
 """Trainer callbacks: recommendation metrics on the validation split during training, and the best checkpoint."""
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -29,6 +28,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .catalog import ItemCatalog
 from .evaluation import DEFAULT_KS, hallucination_rate, hits_at_k, ndcg_at_k, prompts_and_targets, recommend
+from .utils import atomic_write_json
 
 
 logger = logging.getLogger(__name__)
@@ -417,12 +417,7 @@ class RecommendationEvalCallback(TrainerCallback):
     def _write_summary(self, args: TrainingArguments, state: TrainerState) -> None:
         if not state.is_world_process_zero or not self.history:
             return
-        os.makedirs(args.output_dir, exist_ok=True)
-        path = os.path.join(args.output_dir, BEST_CHECKPOINT_FILE)
-        temporary = path + ".tmp"
-        with open(temporary, "w") as file:
-            json.dump(self.summary(), file, indent=2)
-        os.replace(temporary, path)
+        atomic_write_json(os.path.join(args.output_dir, BEST_CHECKPOINT_FILE), self.summary(), indent=2)
 
     def _restore_from_log_history(self, args: TrainingArguments, state: TrainerState) -> None:
         """On resume: rebuild the history and the evaluated checkpoints from the restored `state.log_history`."""

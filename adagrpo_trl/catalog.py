@@ -26,13 +26,14 @@ import json
 import os
 import re
 import string
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+
+from .utils import atomic_write
 
 
 _FORMAT = "adagrpo_trl.ItemCatalog"
@@ -145,6 +146,7 @@ class PrefixTrie:
     _edge_keys: torch.Tensor | None = field(default=None, repr=False)
     _stride: int = field(default=0, repr=False)
     _device_copies: dict = field(default_factory=dict, repr=False)
+    _prefix_index: Any = field(default=None, repr=False)
 
     def __post_init__(self):
         if self._edge_keys is None:
@@ -238,6 +240,63 @@ class PrefixTrie:
             nodes = self.next_nodes(nodes, token_ids[:, position])
         return nodes
 
+    def prefix_nodes(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """
+        The node of each row of `token_ids` (shape `(batch, length)`, `length <= num_levels`), `DEAD` for rows that
+        are not a prefix of any item. Same result as [`walk`] for such lengths, in one sorted look-up instead of one
+        transition per position: every prefix of length `l` is numbered by a mixed-radix key of its tokens (sorted
+        within the level, as nodes are numbered lexicographically), found with a single `searchsorted`. Falls back to
+        [`walk`] for longer rows or when the keys would not fit in 62 bits.
+        """
+        length = token_ids.size(1)
+        index = self._prefix_lookup()
+        if length > self.num_levels or index is None:
+            return self.walk(token_ids)
+        token_ids = token_ids.to(device=self.device, dtype=torch.long)
+        if length == 0:
+            return torch.zeros(token_ids.size(0), dtype=torch.long, device=self.device)
+        codes, level_keys, level_starts, powers = index
+        in_range = (token_ids >= 0) & (token_ids < self._stride)
+        token_codes = torch.where(in_range, codes[token_ids.clamp(0, self._stride - 1)], -1)
+        keys = (token_codes * powers[self.num_levels - length :]).sum(dim=1)
+        candidates = level_keys[length]
+        position = torch.searchsorted(candidates, keys).clamp_(max=candidates.numel() - 1)
+        found = (token_codes >= 0).all(dim=1) & (candidates[position] == keys)
+        return torch.where(found, position + level_starts[length], self.DEAD)
+
+    def _prefix_lookup(self) -> tuple | None:
+        """
+        Lazily built, per device: `(codes, level_keys, level_starts, powers)`. `codes[token]` is the rank of `token`
+        among the item tokens (`-1` for others), `level_keys[l]` the ascending keys `sum_j codes[t_j] * A ** (l-1-j)`
+        of the level-`l` nodes, numbered from `level_starts[l]`; `None` when `A ** num_levels` exceeds 62 bits.
+        """
+        if self._prefix_index is None:
+            item_edges = self.children >= 0  # EOS edges lead to END
+            tokens = torch.unique(self.allowed_tokens[item_edges])
+            alphabet = tokens.numel()
+            if alphabet == 0 or alphabet**self.num_levels >= 2**62:
+                self._prefix_index = False
+                return None
+            codes = torch.full((self._stride,), -1, dtype=torch.long, device=self.device)
+            codes[tokens] = torch.arange(alphabet, device=self.device)
+            parents = torch.div(self._edge_keys, self._stride, rounding_mode="floor")
+            keys = torch.zeros(self.num_nodes, dtype=torch.long, device=self.device)
+            level_starts, start, end = [0, 1], 0, 1
+            for _ in range(self.num_levels):  # children of a level's nodes are the next level, contiguous
+                first, last = int(self.indptr[start]), int(self.indptr[end])
+                children = self.children[first:last]
+                item = children >= 0
+                children = children[item]
+                keys[children] = (
+                    keys[parents[first:last][item]] * alphabet + codes[self.allowed_tokens[first:last][item]]
+                )
+                start, end = end, end + children.numel()
+                level_starts.append(end)
+            level_keys = [keys[level_starts[level] : level_starts[level + 1]] for level in range(self.num_levels + 1)]
+            powers = alphabet ** torch.arange(self.num_levels - 1, -1, -1, dtype=torch.long, device=self.device)
+            self._prefix_index = (codes, level_keys, level_starts, powers)
+        return self._prefix_index or None
+
     def is_leaf(self, nodes: torch.Tensor) -> torch.Tensor:
         """Whether each node is a leaf (a complete item). `DEAD` and `END` are not leaves."""
         return self.item_index(nodes) >= 0
@@ -314,32 +373,41 @@ def build_trie(token_ids: torch.Tensor | np.ndarray, eos_token_id: int | Sequenc
     np.logical_or.accumulate(changed, axis=1, out=new_prefix[1:])
     del changed
 
-    parents, edge_tokens, children = [], [], []
-    offset = 1  # node 0 is the root
+    # Every array is allocated once at its final size (no per-level pieces to concatenate): a lower memory peak.
+    num_nodes = 1 + int(new_prefix.sum())  # the root and one node per distinct prefix
+    num_edges = num_nodes - 1 + num_items * len(eos)
+    parents = np.empty(num_edges, dtype=np.int64)
+    edge_tokens = np.empty(num_edges, dtype=np.int64)
+    children = np.empty(num_edges, dtype=np.int64)
+    offset = 1  # node 0 is the root; edge e leads to node e + 1
     previous_ids = None
     for level in range(num_levels):  # loop over levels, vectorised over items
-        prefix_ids = np.cumsum(new_prefix[:, level], dtype=np.int64) + (offset - 1)
         starts = np.flatnonzero(new_prefix[:, level])
-        parents.append(np.zeros(starts.size, dtype=np.int64) if previous_ids is None else previous_ids[starts])
-        edge_tokens.append(ordered[starts, level])
-        children.append(prefix_ids[starts])
+        edges = slice(offset - 1, offset - 1 + starts.size)
+        parents[edges] = 0 if previous_ids is None else previous_ids[starts]
+        edge_tokens[edges] = ordered[starts, level]
+        children[edges] = np.arange(offset, offset + starts.size)
+        previous_ids = np.cumsum(new_prefix[:, level], dtype=np.int64)
+        previous_ids += offset - 1  # node of each sorted row's prefix of this length
         offset += starts.size
-        previous_ids = prefix_ids
-    num_nodes = offset
+    del ordered, new_prefix
     leaf_ids = previous_ids  # every sorted row is a distinct leaf
     item_of_node = np.full(num_nodes, -1, dtype=np.int64)
     item_of_node[leaf_ids] = order
     if eos:
-        parents.append(np.repeat(leaf_ids, len(eos)))
-        edge_tokens.append(np.tile(np.asarray(eos, dtype=np.int64), num_items))
-        children.append(np.full(num_items * len(eos), PrefixTrie.END, dtype=np.int64))
-    parents = np.concatenate(parents)
-    edge_tokens = np.concatenate(edge_tokens)
-    children = np.concatenate(children)
+        eos_edges = slice(num_nodes - 1, num_edges)
+        parents[eos_edges] = np.repeat(leaf_ids, len(eos))
+        edge_tokens[eos_edges] = np.tile(np.asarray(eos, dtype=np.int64), num_items)
+        children[eos_edges] = PrefixTrie.END
+    del leaf_ids, previous_ids, order
     indptr = np.zeros(num_nodes + 1, dtype=np.int64)
     np.cumsum(np.bincount(parents, minlength=num_nodes), out=indptr[1:])
     stride = int(max(edge_tokens.max(), max(eos, default=0))) + 1
-    edge_keys = parents * stride + edge_tokens  # strictly increasing: breadth-first parents, sorted tokens
+    edge_keys = (
+        parents  # in place: parent * stride + token, strictly increasing (breadth-first parents, sorted tokens)
+    )
+    edge_keys *= stride
+    edge_keys += edge_tokens
     del parents
 
     def as_tensor(array: np.ndarray) -> torch.Tensor:
@@ -588,6 +656,68 @@ class ItemCatalog:
             result[:, level] = lookup[column]
         return torch.from_numpy(result)
 
+    def check_tokenizer(
+        self, tokenizer: Any, catalog_source: str = "the catalog", tokenizer_source: str = "the tokenizer"
+    ) -> torch.Tensor:
+        """
+        Checks that `tokenizer` encodes every SID token of the catalog as one token, e.g. that a catalog file and a
+        checkpoint's tokenizer were prepared together, and returns [`token_ids`].
+
+        Args:
+            tokenizer ([`~transformers.PreTrainedTokenizerBase`]):
+                The tokenizer.
+            catalog_source (`str`, *optional*, defaults to `"the catalog"`):
+                Where the catalog comes from (e.g. its file), for the message.
+            tokenizer_source (`str`, *optional*, defaults to `"the tokenizer"`):
+                Where the tokenizer comes from (e.g. its folder), for the message.
+
+        Raises:
+            `ValueError`: naming both sources and the first SID token the tokenizer lacks or splits.
+        """
+        try:
+            return self.token_ids(tokenizer)
+        except ValueError as error:
+            raise ValueError(
+                f"The catalog {catalog_source} does not match the tokenizer {tokenizer_source}: {error} Was the catalog "
+                "prepared for another tokenizer (another data folder or codebook)? Use the catalog.json of the data "
+                "folder the model was trained on."
+            ) from None
+
+    def check_sids(self, values: Sequence[Any], source: str = "the dataset", column: str = "completion") -> None:
+        """
+        Checks that every value is exactly the SID string of a catalog item (e.g. a dataset's ground-truth column).
+
+        Args:
+            values (`Sequence[Any]`):
+                One value per row.
+            source (`str`, *optional*, defaults to `"the dataset"`):
+                What the rows belong to (a file, a split), for the message.
+            column (`str`, *optional*, defaults to `"completion"`):
+                The column the values come from, for the message.
+
+        Raises:
+            `ValueError`: naming `source`, the first bad row (0-based), `column`, the value and the reason (a malformed
+            SID, or a well-formed SID that is no catalog item), and how many rows are bad.
+        """
+        index_of_sid = self._index_of_sid
+        bad = [row for row, value in enumerate(values) if not (isinstance(value, str) and value in index_of_sid)]
+        if not bad:
+            return
+        row, value = bad[0], values[bad[0]]
+        try:
+            codes = parse_sid(value)
+        except ValueError as error:
+            reason = str(error).rstrip(".")
+        else:
+            if len(codes) != self.num_levels:
+                reason = f"it has {len(codes)} SID levels, the catalog's items have {self.num_levels}"
+            else:
+                reason = f"a well-formed SID, but no item of the catalog ({len(self)} items) has it"
+        raise ValueError(
+            f"{source}: row {row}: {column!r} = {value!r} is not the SID of a catalog item: {reason} ({len(bad)} bad "
+            f"row(s) of {len(values)} in total). Rebuild the dataset from the same catalog."
+        )
+
     def build_trie(self, token_ids: torch.Tensor, eos_token_id: int | Sequence[int] | None = None) -> PrefixTrie:
         """
         The catalog's prefix trie over `token_ids` (from [`token_ids`]); see [`build_trie`]. `item_of_node` gives
@@ -611,12 +741,10 @@ class ItemCatalog:
             path (`str` or `os.PathLike`):
                 Destination file.
         """
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
         header = {"format": _FORMAT, "version": _VERSION, "num_items": len(self), "num_levels": self.num_levels}
-        descriptor, temporary = tempfile.mkstemp(prefix=".catalog-", suffix=".json.tmp", dir=directory)
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+
+        def write(temporary: str) -> None:
+            with open(temporary, "w", encoding="utf-8") as file:
                 file.write("{\n")
                 for key, value in header.items():
                     file.write(f"  {json.dumps(key)}: {json.dumps(value)},\n")
@@ -626,13 +754,8 @@ class ItemCatalog:
                     line = json.dumps({"item_id": item_id, "sid": sid}, ensure_ascii=False)
                     file.write(f"    {line}{',' if index < last else ''}\n")
                 file.write("  ]\n}\n")
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ItemCatalog:

@@ -26,10 +26,16 @@ YAML recipe (`--config recipe.yaml`) with command-line overrides; unknown keys a
     accelerate launch --config_file recipes/accelerate_configs/multi_cpu.yaml -m adagrpo_trl.cli train --config ...
 """
 
+import collections.abc
+import dataclasses
+import difflib
+import enum
 import json
 import logging
 import os
 import sys
+import types
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +44,7 @@ from typing import Any
 from trl import SFTConfig, TrlParser
 
 from .adagrpo_config import AdaGRPOConfig
+from .utils import atomic_write_json, atomic_write_text
 
 
 logger = logging.getLogger("adagrpo_trl")
@@ -195,13 +202,201 @@ class PipelineArguments:
     train: dict = field(default_factory=dict, metadata={"help": "AdaGRPOConfig and `train` keys for every method."})
     methods: dict = field(
         default_factory=lambda: {"adagrpo": {"gate_mode": "adaptive"}},
-        metadata={"help": "Method name -> overrides of `train`."},
+        metadata={"help": "Method name -> overrides of `train` (`{}`: the shared stages only)."},
     )
     evaluate: dict = field(default_factory=dict, metadata={"help": "`evaluate` keys (num_beams, max_samples, ...)."})
     analyze: dict | None = field(
         default_factory=dict, metadata={"help": "`analyze` keys for the SFT model's stratified analysis (null: skip)."}
     )
     seed: int = field(default=0, metadata={"help": "Seed of every stage."})
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Recipe checks
+# ---------------------------------------------------------------------------------------------------------------------
+
+_INVALID = object()
+_TRUE, _FALSE = ("yes", "true", "t", "y", "1"), ("no", "false", "f", "n", "0")
+
+
+def _convert(value: Any, annotation: Any, parse_strings: bool) -> Any:
+    """`value` as a field of type `annotation` takes it, or `_INVALID`. Strings are parsed as on the command line."""
+    if annotation is Any or isinstance(annotation, typing.TypeVar):
+        return value
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if isinstance(value, bool) and any(isinstance(arm, type) and issubclass(arm, enum.Enum) for arm in args):
+            return _INVALID  # e.g. `save_strategy: no`, which YAML reads as False
+        for parse in (False, parse_strings):  # an exact match first: "10" stays a string for `int | str`
+            for arm in args:
+                converted = _convert(value, arm, parse)
+                if converted is not _INVALID:
+                    return converted
+        return _INVALID
+    if annotation is type(None):
+        return None if value is None else _INVALID
+    if origin is typing.Literal:
+        matches = [
+            arg for arg in args if arg == value or (parse_strings and isinstance(value, str) and str(arg) == value)
+        ]
+        return matches[0] if matches else _INVALID
+    if origin in (list, tuple, collections.abc.Sequence) or annotation in (list, tuple):
+        if not isinstance(value, list | tuple):
+            return _INVALID
+        element = args[0] if args else Any
+        converted = [_convert(item, element, parse_strings) for item in value]
+        return _INVALID if any(item is _INVALID for item in converted) else converted
+    if origin is dict or annotation is dict:
+        return value if isinstance(value, dict) else _INVALID
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if parse_strings and isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+        return _INVALID
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            return _INVALID
+        if isinstance(value, int) or (annotation is float and isinstance(value, float)):
+            return annotation(value)
+        if parse_strings and isinstance(value, str):
+            try:
+                return annotation(value.strip())
+            except ValueError:
+                return _INVALID
+        return _INVALID
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        if parse_strings and isinstance(value, bool):  # e.g. `resume_from_checkpoint: true`
+            return "true" if value else "false"
+        if parse_strings and isinstance(value, int | float):  # e.g. `run_name: 2024`
+            return str(value)
+        return _INVALID
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        members = list(annotation)
+        return value if value in members or value in [member.value for member in members] else _INVALID
+    return value  # a type a YAML value cannot be checked against (e.g. a config object): left to the dataclass
+
+
+def _type_name(annotation: Any) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arm) for arm in args)
+    if annotation is type(None):
+        return "null"
+    if origin is typing.Literal:
+        return f"one of {list(args)}"
+    if origin in (list, tuple, collections.abc.Sequence):
+        return f"a list of {_type_name(args[0])}" if args else "a list"
+    if origin is dict or annotation is dict:
+        return "a mapping"
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return f"one of {[member.value for member in annotation]}"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def check_recipe_values(values: dict[str, Any], dataclass_types: Sequence[type], where: str) -> list[dict[str, Any]]:
+    """
+    Splits a recipe's keys among the dataclasses that receive them and checks each value against its field's type, so
+    that a typo or a wrong type fails at once with the key's name instead of deep inside training. Strings are parsed
+    like command-line values (`"1e-3"` for a `float`, `"true"` for a `bool`), other values must have the field's type
+    (an `int` is accepted for a `float`, a number or boolean for a plain `str` field, e.g. `run_name: 2024` or
+    `resume_from_checkpoint: true`); `null` is accepted where the field is optional or defaults to `None`.
+
+    Args:
+        values (`dict[str, Any]`):
+            The recipe's (or a recipe section's) keys and values.
+        dataclass_types (`Sequence[type]`):
+            The dataclasses; a key goes to the first one with a field of that name.
+        where (`str`):
+            The recipe file or section, for messages.
+
+    Returns:
+        `list[dict[str, Any]]`: the values of each dataclass, strings parsed to the fields' types.
+
+    Raises:
+        `ValueError`: naming `where` and the unknown key (with the closest known keys), or the key, the expected type
+        and the value.
+    """
+    if not isinstance(values, dict):
+        raise ValueError(f"{where} must be a mapping of keys to values, got {type(values).__name__} {values!r}.")
+    fields = []
+    for cls in dataclass_types:
+        hints = typing.get_type_hints(cls)
+        fields.append({f.name: (hints.get(f.name, Any), f) for f in dataclasses.fields(cls) if f.init})
+    parts: list[dict[str, Any]] = [{} for _ in dataclass_types]
+    for key, value in values.items():
+        index = next((i for i, known in enumerate(fields) if key in known), None)
+        if index is None:
+            known = sorted({name for names in fields for name in names})
+            close = difflib.get_close_matches(str(key), known, n=3)
+            hint = f"; did you mean {' or '.join(repr(name) for name in close)}?" if close else "."
+            raise ValueError(
+                f"Unknown key {key!r} in {where}{hint} (it takes the fields of "
+                f"{', '.join(cls.__name__ for cls in dataclass_types)}; `adagrpo-trl <command> --help` lists them)"
+            )
+        annotation, field_ = fields[index][key]
+        if value is None and field_.default is None:
+            converted = None
+        else:
+            converted = _convert(value, annotation, parse_strings=True)
+        if converted is _INVALID:
+            hint = ""
+            if isinstance(value, bool):
+                hint = " (YAML reads unquoted yes/no/on/off/true/false as booleans: quote the value)"
+            raise ValueError(
+                f"{where}: key {key!r} must be {_type_name(annotation)}, got {type(value).__name__} {value!r}{hint}."
+            )
+        parts[index][key] = converted
+    return parts
+
+
+def check_recipe_file(path: str | os.PathLike, dataclass_types: Sequence[type], command: str) -> dict[str, Any]:
+    """
+    Reads a YAML recipe and checks it with [`check_recipe_values`] (the `env` mapping TRL reads is skipped).
+
+    Raises:
+        `ValueError`: naming the file: not UTF-8, not YAML, not a mapping, an unknown key or a value of the wrong type.
+    """
+    import yaml
+
+    path = os.fspath(path)
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line} is not valid UTF-8 (byte offset {error.start}).") from None
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: a recipe is a YAML mapping of keys to values, got {type(config).__name__}.")
+    config = {key: value for key, value in config.items() if key != "env"}
+    check_recipe_values(config, dataclass_types, f"{path} (adagrpo-trl {command})")
+    return config
+
+
+class _RecipeParser(TrlParser):
+    """A `TrlParser` that checks the `--config` recipe's keys and value types first (see [`check_recipe_file`])."""
+
+    def parse_args_and_config(
+        self,
+        args: Sequence[str] | None = None,
+        return_remaining_strings: bool = False,
+        fail_with_unknown_args: bool = True,
+        separate_remaining_strings: bool = False,
+    ) -> tuple:
+        args = list(args) if args is not None else sys.argv[1:]
+        strict = fail_with_unknown_args and not return_remaining_strings  # else the caller takes the unknown keys
+        if strict and "--config" in args and args.index("--config") + 1 < len(args):
+            command = self.prog.removeprefix("adagrpo-trl ")
+            check_recipe_file(args[args.index("--config") + 1], list(self.dataclass_types), command)
+        return super().parse_args_and_config(
+            args, return_remaining_strings, fail_with_unknown_args, separate_remaining_strings
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -307,8 +502,8 @@ def run_train_ranker(args: RankerArguments) -> dict[str, Any]:
     popularity = Counter(item for sequence in prepared.train_sequences for item in sequence)
     report = ranker_quality_report(ranker, prepared.datasets["test"], popularity, seed=args.seed)
     table = format_quality_report(report)
-    Path(args.output_dir, "quality_report.json").write_text(json.dumps(report, indent=2))
-    Path(args.output_dir, "quality_report.md").write_text(table + "\n")
+    atomic_write_text(Path(args.output_dir, "quality_report.md"), table + "\n")
+    atomic_write_json(Path(args.output_dir, "quality_report.json"), report, indent=2)  # last: the stage's marker
     print("Ranker quality on the test split (AUC/HR@10 of the target vs 100 random items):")  # noqa: T201
     print(table)  # noqa: T201
     return report
@@ -320,6 +515,79 @@ def run_serve_ranker(args: ServeArguments) -> None:
     serve_ranker(SASRecRanker.load(args.ranker_dir), host=args.host, port=args.port)
 
 
+_RESUME_LATEST = ("true", "yes", "1", "latest")
+_RESUME_NEVER = ("", "false", "no", "0", "none")
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """
+    The latest complete `checkpoint-<step>` folder of `output_dir`, or `None` if it has none.
+
+    The Trainer writes a checkpoint's `trainer_state.json` after the model, optimizer, scheduler, RNG (and AdaGRPO's
+    generation buffer) files, so a folder whose `trainer_state.json` parses is complete; one without it, or with a
+    truncated one (a run killed while saving), is skipped with a warning. transformers' `get_last_checkpoint` would
+    return it and the resumed run would fail or silently restart at step 0.
+    """
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    steps = {}
+    for path in folder.iterdir():
+        step = path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+        if path.is_dir() and step != path.name and step.isdigit():
+            steps[path] = int(step)
+    for path in sorted(steps, key=steps.get, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            logger.warning("Skipping %s: incomplete checkpoint (no readable trainer_state.json).", path)
+            continue
+        return str(path)
+    return None
+
+
+def resolve_resume_from_checkpoint(value: str | bool | None, output_dir: str | os.PathLike) -> str | None:
+    """
+    The checkpoint `adagrpo-trl train --resume_from_checkpoint VALUE` resumes from (`None`: start from scratch).
+
+    - `true` (also `yes`, `1`, `latest`, a YAML `true` or the bare flag): the latest complete checkpoint of
+      `output_dir` (see [`last_complete_checkpoint`]). If there is none, a warning says so and training starts from
+      scratch, so the same command line serves the first launch and every restart of a preemptible job.
+    - `false`, `no`, `0`, `none`, empty or unset: start from scratch.
+    - anything else: the path of a checkpoint folder, which must exist and be complete (`ValueError` otherwise).
+    """
+    if value is None or value is False:
+        return None
+    text = "true" if value is True else str(value).strip()
+    if text.lower() in _RESUME_NEVER:
+        return None
+    if text.lower() in _RESUME_LATEST:
+        checkpoint = last_complete_checkpoint(output_dir)
+        if checkpoint is None:
+            logger.warning(
+                "resume_from_checkpoint: no complete checkpoint in %s; training starts from scratch.", output_dir
+            )
+        else:
+            logger.info("Resuming from %s, the latest complete checkpoint of %s.", checkpoint, output_dir)
+        return checkpoint
+    path = Path(text)
+    if not path.is_dir():
+        raise ValueError(
+            f"resume_from_checkpoint={text!r} is not a checkpoint folder. Use a checkpoint-<step> folder, or `true` "
+            f"for the latest one in output_dir ({output_dir})."
+        )
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        raise ValueError(
+            f"resume_from_checkpoint={text!r} is incomplete (no readable trainer_state.json): the run that wrote it "
+            "was probably killed while saving. Pass an earlier checkpoint, or `true` for the latest complete one."
+        ) from None
+    return text
+
+
 def run_train(script: TrainScriptArguments, args: AdaGRPOConfig) -> str:
     from .adagrpo_trainer import AdaGRPOTrainer
     from .callbacks import RecommendationEvalCallback
@@ -328,8 +596,10 @@ def run_train(script: TrainScriptArguments, args: AdaGRPOConfig) -> str:
     from .rewards import get_reward_funcs
     from .tokenization import load_tokenizer, sid_lora_config
 
+    resume_from_checkpoint = resolve_resume_from_checkpoint(args.resume_from_checkpoint, args.output_dir)
     prepared = PreparedData.load(script.data_dir)
     tokenizer = load_tokenizer(script.model_name_or_path)
+    prepared.catalog.check_tokenizer(tokenizer, str(Path(script.data_dir, "catalog.json")), script.model_name_or_path)
     reward_options: dict[str, Any] = dict(
         catalog=prepared.catalog,
         transform=script.reward_transform,
@@ -364,13 +634,13 @@ def run_train(script: TrainScriptArguments, args: AdaGRPOConfig) -> str:
             trainer=trainer,
         )
         trainer.add_callback(callback)
-    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     if peft_config is not None:
         trainer.model = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
     trainer.save_model(args.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(args.output_dir)
-        Path(args.output_dir, "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+        atomic_write_json(Path(args.output_dir, "log_history.json"), trainer.state.log_history, indent=2)
     return args.output_dir
 
 
@@ -384,8 +654,9 @@ def run_evaluate(args: EvaluateArguments) -> dict[str, Any]:
     prepared = PreparedData.load(args.data_dir)
     if args.split not in prepared.datasets:
         raise ValueError(f"Unknown split {args.split!r}; {args.data_dir} has {sorted(prepared.datasets)}.")
-    model = AutoModelForCausalLM.from_pretrained(args.model_path)
     tokenizer = load_tokenizer(args.model_path)
+    prepared.catalog.check_tokenizer(tokenizer, str(Path(args.data_dir, "catalog.json")), args.model_path)
+    model = AutoModelForCausalLM.from_pretrained(args.model_path)
     dataset = prepared.datasets[args.split]
     if args.max_samples is not None:
         dataset = dataset.select(range(min(args.max_samples, len(dataset))))
@@ -405,8 +676,7 @@ def run_evaluate(args: EvaluateArguments) -> dict[str, Any]:
     per_sample = results.pop("per_sample")
     results["per_sample"] = {name: per_sample[name].tolist() for name in ("hr@10", "ndcg@10") if name in per_sample}
     if args.output_file:
-        Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output_file).write_text(json.dumps(results))
+        atomic_write_json(args.output_file, results)
     print(json.dumps({k: v for k, v in results.items() if k != "per_sample"}, indent=2))  # noqa: T201
     return results
 
@@ -420,8 +690,9 @@ def run_analyze(args: AnalyzeArguments) -> dict[str, Any]:
     from .tokenization import load_tokenizer
 
     prepared = PreparedData.load(args.data_dir)
-    model = AutoModelForCausalLM.from_pretrained(args.model_path)
     tokenizer = load_tokenizer(args.model_path)
+    prepared.catalog.check_tokenizer(tokenizer, str(Path(args.data_dir, "catalog.json")), args.model_path)
+    model = AutoModelForCausalLM.from_pretrained(args.model_path)
     reward = RankerReward(SASRecRanker.load(args.ranker_path), prepared.catalog, transform=args.reward_transform)
     result = stratified_analysis(
         model,
@@ -437,8 +708,7 @@ def run_analyze(args: AnalyzeArguments) -> dict[str, Any]:
         max_samples=args.max_samples,
     )
     if args.output_file:
-        Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output_file).write_text(json.dumps(result, indent=2, default=str))
+        atomic_write_json(args.output_file, result, indent=2, default=str)
     print(format_stratified_analysis(result))  # noqa: T201
     return result
 
@@ -466,11 +736,14 @@ COMMANDS: dict[str, tuple[tuple[type, ...], Callable[..., Any], str]] = {
 
 
 def make_parser(command: str) -> TrlParser:
-    """The `TrlParser` of a subcommand (its dataclasses, `--config` YAML support, unknown keys rejected)."""
+    """
+    The `TrlParser` of a subcommand (its dataclasses, `--config` YAML support); the recipe's unknown keys and values of
+    the wrong type are rejected with the file and key named (see [`check_recipe_file`]).
+    """
     if command not in COMMANDS:
         raise ValueError(f"Unknown command {command!r}; expected one of {sorted(COMMANDS)}.")
     dataclass_types, _, description = COMMANDS[command]
-    return TrlParser(dataclass_types, prog=f"adagrpo-trl {command}", description=description)
+    return _RecipeParser(dataclass_types, prog=f"adagrpo-trl {command}", description=description)
 
 
 def _usage() -> str:
@@ -478,6 +751,17 @@ def _usage() -> str:
     lines += [f"  {name:<14}{description}" for name, (_, _, description) in COMMANDS.items()]
     lines += ["", "`adagrpo-trl <command> --help` lists a command's arguments."]
     return "\n".join(lines)
+
+
+def _expand_bare_resume_flag(argv: list[str]) -> list[str]:
+    """`--resume_from_checkpoint` without a value (last, or followed by another `--flag`) means `true`."""
+    expanded = []
+    for index, token in enumerate(argv):
+        expanded.append(token)
+        is_flag = token in ("--resume_from_checkpoint", "--resume-from-checkpoint")
+        if is_flag and (index + 1 == len(argv) or argv[index + 1].startswith("--")):
+            expanded.append("true")
+    return expanded
 
 
 def run(argv: Sequence[str]) -> Any:
@@ -491,7 +775,7 @@ def run(argv: Sequence[str]) -> Any:
         print(_usage(), file=sys.stderr)  # noqa: T201
         raise SystemExit(f"adagrpo-trl: unknown command {command!r}")
     logging.basicConfig(level=os.environ.get("ADAGRPO_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s: %(message)s")
-    parsed = make_parser(command).parse_args_and_config(rest)
+    parsed = make_parser(command).parse_args_and_config(_expand_bare_resume_flag(rest))
     _, runner, _ = COMMANDS[command]
     return runner(*parsed)
 

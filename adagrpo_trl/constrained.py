@@ -24,11 +24,12 @@ sampling warpers or penalties from the checkpoint, and [`make_trie_processor_fac
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, LogitsProcessor
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from .catalog import ItemCatalog, PrefixTrie, token_id_tuple
 
@@ -128,6 +129,7 @@ class TrieLogitsProcessor(LogitsProcessor):
         self.num_dead_ends = 0
         self._factory: TrieProcessorFactory | None = None  # also counts dead ends when set
         self._eos_cache: dict[str, torch.Tensor] = {}
+        self._csr_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _eos_on(self, device: torch.device) -> torch.Tensor:
         key = str(device)
@@ -150,44 +152,58 @@ class TrieLogitsProcessor(LogitsProcessor):
             )
         device = scores.device
         trie = self.trie.to(device)
-        eos = self._eos_on(device)
+        indptr, allowed_tokens = self._csr_on(trie, device)
+        eos_state, pad_state = trie.num_nodes, trie.num_nodes + 1
         suffix = input_ids[:, self.prompt_length :].to(device)
-        batch = suffix.size(0)
 
-        finished = torch.isin(suffix, eos).any(dim=1)
-        nodes = torch.zeros(batch, dtype=torch.long, device=device)
-        for position in range(suffix.size(1)):
-            nodes = trie.next_nodes(nodes, suffix[:, position])
-        leaf = trie.is_leaf(nodes) & ~finished
-        dead = (nodes < 0) & ~finished
-        num_dead = int(dead.sum().item())
+        # The state of each row: its trie node (an incomplete prefix: its children), or the virtual EOS state (a
+        # complete item or a dead end: EOS only), or the virtual pad state (EOS already generated).
+        nodes = trie.prefix_nodes(suffix)  # one sorted look-up, whatever the suffix length
+        safe = nodes.clamp(min=0)
+        state = torch.where((nodes < 0) | (trie.item_of_node[safe] >= 0), eos_state, safe)
+        dead = nodes < 0
+        if suffix.size(1) > 0:
+            finished = torch.isin(suffix, self._eos_on(device)).any(dim=1)
+            state = torch.where(finished, pad_state, state)
+            dead = dead & ~finished
+        num_dead = int(dead.sum())
         self.num_dead_ends += num_dead
         if self._factory is not None:
             self._factory.num_dead_ends += num_dead
 
-        # Children of incomplete prefixes, from the CSR slices.
-        internal = ~(finished | leaf | dead)
-        rows, tokens = trie.allowed(torch.where(internal, nodes, torch.full_like(nodes, PrefixTrie.DEAD)))
-        # EOS for complete items and dead ends.
-        eos_rows = (leaf | dead).nonzero().squeeze(1)
-        rows_parts = [rows, eos_rows.repeat_interleave(eos.numel())]
-        token_parts = [tokens, eos.repeat(eos_rows.numel())]
-        # The pad token (or EOS) after EOS.
-        finished_rows = finished.nonzero().squeeze(1)
-        after_eos = eos if self.pad_token_id is None else torch.tensor([self.pad_token_id], device=device)
-        rows_parts.append(finished_rows.repeat_interleave(after_eos.numel()))
-        token_parts.append(after_eos.repeat(finished_rows.numel()))
-        rows, tokens = torch.cat(rows_parts), torch.cat(token_parts)
+        # Allowed (row, token) pairs from the CSR slices of the states: O(batch x allowed), no dense table.
+        starts = indptr[state]
+        counts = indptr[state + 1] - starts
+        total = int(counts.sum())
+        rows = torch.repeat_interleave(torch.arange(state.numel(), device=device), counts, output_size=total)
+        offsets = torch.arange(total, device=device) - (torch.cumsum(counts, 0) - counts)[rows]
+        tokens = allowed_tokens[starts[rows] + offsets]
 
-        kept = scores[rows, tokens]
-        kept = torch.where(torch.isnan(kept), torch.full_like(kept, -torch.inf), kept)
+        kept = scores[rows, tokens].nan_to_num(nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
         processed = torch.full_like(scores, -torch.inf)
         processed[rows, tokens] = kept
         # Never leave a row without a finite score (e.g. EOS banned by a min-length processor at a forced step).
-        stuck = ~(processed > -torch.inf).any(dim=1)
-        stuck_pairs = stuck[rows]
-        processed[rows[stuck_pairs], tokens[stuck_pairs]] = 0.0
+        stuck = processed.amax(dim=1) == -torch.inf
+        if bool(stuck.any()):
+            stuck_pairs = stuck[rows]
+            processed[rows[stuck_pairs], tokens[stuck_pairs]] = 0.0
         return processed
+
+    def _csr_on(self, trie: PrefixTrie, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        The trie's CSR arrays extended with two virtual states (cached per device): `num_nodes` allows the EOS ids,
+        `num_nodes + 1` the token that follows EOS (the pad token, or EOS).
+        """
+        key = str(device)
+        if key not in self._csr_cache:
+            after_eos = self.eos_token_ids if self.pad_token_id is None else (self.pad_token_id,)
+            extra = torch.tensor([*self.eos_token_ids, *after_eos], dtype=torch.long, device=device)
+            num_edges = trie.allowed_tokens.numel()
+            ends = torch.tensor(
+                [num_edges + len(self.eos_token_ids), num_edges + extra.numel()], dtype=torch.long, device=device
+            )
+            self._csr_cache[key] = (torch.cat([trie.indptr, ends]), torch.cat([trie.allowed_tokens, extra]))
+        return self._csr_cache[key]
 
 
 class TrieProcessorFactory:
@@ -205,9 +221,17 @@ class TrieProcessorFactory:
         self.eos_token_id = eos_token_id
         self.pad_token_id = pad_token_id
         self.num_dead_ends = 0
+        self._template: TrieLogitsProcessor | None = None
 
     def __call__(self, prompt_length: int) -> TrieLogitsProcessor:
-        processor = TrieLogitsProcessor(self.trie, self.eos_token_id, prompt_length, pad_token_id=self.pad_token_id)
+        if not isinstance(prompt_length, int) or prompt_length < 0:
+            raise ValueError(f"prompt_length must be a non-negative int, got {prompt_length!r}.")
+        if self._template is None:
+            # The trie/EOS checks scan every edge of the trie: run them once, then copy the checked processor.
+            self._template = TrieLogitsProcessor(self.trie, self.eos_token_id, 0, pad_token_id=self.pad_token_id)
+        processor = copy.copy(self._template)
+        processor.prompt_length = prompt_length
+        processor.num_dead_ends = 0
         processor._factory = self
         return processor
 
@@ -353,3 +377,69 @@ def isolated_generation_config(model: Any) -> Iterator[Any]:
         yield model
     finally:
         model.generation_config = original
+
+
+def generate_with_shared_prefill(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    generation_config: GenerationConfig,
+    logits_processor: Sequence[LogitsProcessor] | None = None,
+) -> Any:
+    """
+    `model.generate` for beam search, with the prompt's prefill computed once per prompt instead of once per beam.
+
+    `generate` repeats every prompt `num_beams` times before its first forward pass, so the prompt is encoded
+    `num_beams` times (20x for a width-20 evaluation); the generated tokens are a few steps of one token each. Here
+    the prompt minus its last token is encoded once, its key/value cache repeated for the beams, and `generate`
+    continues from that cache: the same computation per row, so the same beams (checked bit for bit in the tests),
+    at a fraction of the cost. Falls back to a plain `generate` when there is nothing to share (`num_beams == 1`, a
+    one-token prompt), when the config asks for a specific cache implementation, or when the model's cache cannot be
+    repeated along the batch.
+
+    Args:
+        model ([`~transformers.PreTrainedModel`]):
+            A decoder-only model.
+        input_ids, attention_mask (`torch.Tensor` of shape `(batch, prompt_length)`):
+            Left-padded prompts.
+        generation_config ([`~transformers.GenerationConfig`]):
+            The generation config (e.g. from [`build_generation_config`]).
+        logits_processor (`Sequence[LogitsProcessor]`, *optional*):
+            Passed to `generate`.
+
+    Returns:
+        What `generate` returns.
+    """
+    processors = LogitsProcessorList(logits_processor or [])
+    num_beams = generation_config.num_beams or 1
+    shareable = (
+        num_beams > 1
+        and input_ids.size(1) > 1
+        and getattr(generation_config, "cache_implementation", None) is None
+        and not getattr(model.config, "is_encoder_decoder", False)
+    )
+    cache_kwargs: dict[str, Any] = {}
+    if shareable:
+        # The positions `generate` gives a left-padded prompt (so the cached keys and values are the ones it computes).
+        position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+        with torch.no_grad():
+            outputs = model(
+                input_ids=input_ids[:, :-1],
+                attention_mask=attention_mask[:, :-1],
+                position_ids=position_ids[:, :-1],
+                use_cache=True,
+            )
+        # transformers 5 renamed the cache from `past_key_values` to `cache`, for outputs and `generate` alike.
+        name = next((key for key in ("cache", "past_key_values") if outputs.get(key) is not None), None)
+        cache = outputs.get(name) if name is not None else None
+        if cache is not None and callable(getattr(cache, "batch_repeat_interleave", None)):
+            cache.batch_repeat_interleave(num_beams)
+            cache_kwargs[name] = cache
+        del outputs
+    return model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        generation_config=generation_config,
+        logits_processor=processors,
+        **cache_kwargs,
+    )

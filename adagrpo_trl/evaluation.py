@@ -19,6 +19,7 @@ Unconstrained beams measure hallucination (returned SIDs that are no catalog ite
 beams measure the ranking a deployed, constrained recommender would serve.
 """
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +28,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .catalog import ItemCatalog
-from .constrained import build_generation_config, isolated_generation_config, make_trie_processor_factory
+from .constrained import (
+    TrieProcessorFactory,
+    build_generation_config,
+    generate_with_shared_prefill,
+    isolated_generation_config,
+    make_trie_processor_factory,
+)
 
 
 DEFAULT_KS = (1, 5, 10, 20)
@@ -160,7 +167,7 @@ def recommend(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    factory = make_trie_processor_factory(catalog, tokenizer) if constrained else None
+    factory = _trie_factory(catalog, tokenizer) if constrained else None
     config = build_generation_config(
         max_new_tokens=catalog.num_levels + 1, num_beams=num_beams, do_sample=False, tokenizer=tokenizer
     )
@@ -173,17 +180,31 @@ def recommend(
         input_ids, attention_mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
         processors = [factory(input_ids.size(1))] if factory is not None else []
         with isolated_generation_config(model):
-            sequences = model.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                generation_config=config,
-                logits_processor=processors,
-            )
-        texts = tokenizer.batch_decode(sequences[:, input_ids.size(1) :], skip_special_tokens=True)
-        items = [catalog.sid_to_item(text.strip()) for text in texts]
+            sequences = generate_with_shared_prefill(model, input_ids, attention_mask, config, processors)
+        # Decode each distinct generated sequence once (the beams of a batch repeat popular items).
+        generated = [tuple(ids) for ids in sequences[:, input_ids.size(1) :].tolist()]
+        distinct = list(dict.fromkeys(generated))
+        texts = tokenizer.batch_decode(distinct, skip_special_tokens=True)
+        item_of = {ids: catalog.sid_to_item(text.strip()) for ids, text in zip(distinct, texts, strict=True)}
+        items = [item_of[ids] for ids in generated]
         recommendations.extend(items[i : i + num_beams] for i in range(0, len(items), num_beams))
     model.train(was_training)
     return recommendations
+
+
+# The trie of each (catalog, tokenizer) pair, built once for every evaluation that uses them (not once per call).
+_TRIE_FACTORIES: "weakref.WeakKeyDictionary[ItemCatalog, weakref.WeakKeyDictionary]" = weakref.WeakKeyDictionary()
+
+
+def _trie_factory(catalog: ItemCatalog, tokenizer: Any) -> TrieProcessorFactory:
+    try:
+        per_tokenizer = _TRIE_FACTORIES.setdefault(catalog, weakref.WeakKeyDictionary())
+        factory = per_tokenizer.get(tokenizer)
+        if factory is None:
+            factory = per_tokenizer[tokenizer] = make_trie_processor_factory(catalog, tokenizer)
+        return factory
+    except TypeError:  # an object that cannot be weakly referenced: no cache
+        return make_trie_processor_factory(catalog, tokenizer)
 
 
 def evaluate_recommendations(

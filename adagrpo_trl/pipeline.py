@@ -15,12 +15,16 @@
 The end-to-end job: prepare → SFT → ranker → AdaGRPO and baselines → evaluation → a report folder.
 
 Each stage writes its own folder under the run's `output_dir` and is skipped when that folder is already complete, so
-a run that dies resumes where it stopped (delete a folder to redo its stage).
+a run that dies resumes where it stopped (delete a folder to redo its stage). A stage counts as complete when the file
+it writes last exists, and those files are written atomically (temporary file + rename): `data/` is swapped in as a
+whole, then `sft/sft_complete.json`, `ranker/quality_report.json`, `methods/<name>/log_history.json`,
+`report/metrics_<name>.json` and `report/analysis_sft.json`. A kill mid-stage therefore redoes that stage, never
+builds on a partial one. The recipe's sections are all checked (unknown keys, value types) before the first stage.
 """
 
-import dataclasses
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,24 +33,51 @@ import numpy as np
 from trl import SFTConfig
 
 from .adagrpo_config import AdaGRPOConfig
+from .utils import atomic_write, atomic_write_json, atomic_write_text
 
 
 logger = logging.getLogger(__name__)
 
 REPORT_METRICS = ("hr@10", "ndcg@10", "hr@20", "hallucination", "constrained/hr@10")
+SFT_DONE_FILE = "sft_complete.json"
 
 
-def _split_section(name: str, section: dict[str, Any], classes: tuple[type, ...]) -> list[dict[str, Any]]:
-    """Splits a recipe section's keys among dataclasses; a key no dataclass has raises an error naming it."""
-    parts: list[dict[str, Any]] = [{} for _ in classes]
-    for key, value in section.items():
-        for index, cls in enumerate(classes):
-            if key in {f.name for f in dataclasses.fields(cls) if f.init}:
-                parts[index][key] = value
-                break
-        else:
-            raise ValueError(f"Unknown key {key!r} in the pipeline's {name!r} section.")
-    return parts
+def _split_section(name: str, section: dict[str, Any] | None, classes: tuple[type, ...]) -> list[dict[str, Any]]:
+    """
+    Splits a recipe section's keys among dataclasses and checks their types (see
+    [`~adagrpo_trl.cli.check_recipe_values`]): an unknown key or a value of the wrong type raises an error naming the
+    section and the key; strings such as `"1e-3"` are parsed to the field's type.
+    """
+    from .cli import check_recipe_values
+
+    return check_recipe_values(section or {}, classes, f"the pipeline's {name!r} section")
+
+
+def _check_sections(args: Any) -> None:
+    """Checks every section of the recipe before the first stage runs, so a typo in `train` fails in seconds."""
+    from .cli import (
+        AnalyzeArguments,
+        EvaluateArguments,
+        PolicyArguments,
+        PrepareArguments,
+        RankerArguments,
+        TrainScriptArguments,
+    )
+
+    _split_section("prepare", args.prepare, (PrepareArguments,))
+    _split_section("sft", args.sft, (PolicyArguments, SFTConfig))
+    _split_section("ranker", args.ranker, (RankerArguments,))
+    _split_section("evaluate", args.evaluate, (EvaluateArguments,))
+    if args.analyze is not None:
+        _split_section("analyze", args.analyze, (AnalyzeArguments,))
+    # An empty mapping is allowed: it runs the shared stages (data, SFT, ranker, SFT evaluation) only.
+    if not isinstance(args.methods, dict):
+        raise ValueError(f"The pipeline's 'methods' must map method names to overrides, got {args.methods!r}.")
+    _split_section("train", args.train, (TrainScriptArguments, AdaGRPOConfig))
+    for name, overrides in args.methods.items():
+        if overrides is not None and not isinstance(overrides, dict):
+            raise ValueError(f"The pipeline's 'methods.{name}' must be a mapping of overrides, got {overrides!r}.")
+        _split_section(f"methods.{name}", overrides, (TrainScriptArguments, AdaGRPOConfig))
 
 
 def _done(path: Path, marker: str) -> bool:
@@ -72,6 +103,10 @@ def run_pipeline(args: Any) -> dict[str, Any]:
     trained with `recommendation_eval_steps` is also evaluated at its best validation checkpoint (`<name>@best`), and
     the stratified analysis of the SFT model goes to `report/analysis_sft.json` (`analyze: null` skips it).
 
+    A method whose training was killed resumes from the latest complete `checkpoint-<step>` in `methods/<name>` (when
+    the recipe saves checkpoints, e.g. `save_strategy: steps`) and continues as the uninterrupted run would; delete
+    the folder to train it again from the SFT model.
+
     Returns:
         `dict`: the metrics of every method (`sft` included) on the test split.
     """
@@ -82,6 +117,7 @@ def run_pipeline(args: Any) -> dict[str, Any]:
         PrepareArguments,
         RankerArguments,
         TrainScriptArguments,
+        last_complete_checkpoint,
         run_analyze,
         run_evaluate,
         run_prepare,
@@ -90,6 +126,15 @@ def run_pipeline(args: Any) -> dict[str, Any]:
         run_train_ranker,
     )
 
+    _check_sections(args)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1:
+        # The stages write and read shared folders (data, checkpoints, tokenizer) without synchronising processes.
+        raise RuntimeError(
+            f"`adagrpo-trl pipeline` runs its stages in one process, but it was launched with WORLD_SIZE={world_size}. "
+            "Run the pipeline without `accelerate launch`, or run `prepare`, `sft`, `train-ranker` and `evaluate` in "
+            "one process and only `train` under `accelerate launch` (see recipes/README.md)."
+        )
     root = Path(args.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     data_dir, sft_dir, ranker_dir = root / "data", root / "sft", root / "ranker"
@@ -106,10 +151,13 @@ def run_pipeline(args: Any) -> dict[str, Any]:
         (prepare,) = _split_section("prepare", args.prepare, (PrepareArguments,))
         timed("prepare", run_prepare, PrepareArguments(**{"seed": args.seed, **prepare, "output_dir": str(data_dir)}))
 
-    if not _done(sft_dir, "config.json"):
+    # The SFT model's own files are written non-atomically by transformers (config.json first): a marker written
+    # atomically after them says the stage finished.
+    if not _done(sft_dir, SFT_DONE_FILE):
         policy, sft = _split_section("sft", args.sft, (PolicyArguments, SFTConfig))
         sft_args = SFTConfig(**{"seed": args.seed, "report_to": "none", **sft, "output_dir": str(sft_dir)})
         timed("sft", run_sft, PolicyArguments(**{**policy, "data_dir": str(data_dir)}), sft_args)
+        atomic_write_json(sft_dir / SFT_DONE_FILE, {"seconds": timings["sft"]})
 
     if not _done(ranker_dir, "quality_report.json"):
         (ranker,) = _split_section("ranker", args.ranker, (RankerArguments,))
@@ -148,8 +196,19 @@ def run_pipeline(args: Any) -> dict[str, Any]:
                     "model_name_or_path": str(sft_dir),
                 }
             )
+            # Training that died mid-way resumes from the method's latest complete checkpoint (when the recipe saves
+            # checkpoints) instead of starting over; a resume_from_checkpoint in the recipe wins.
+            resume = last_complete_checkpoint(method_dir)
+            if resume is not None:
+                logger.info("Method %s: resuming its training from %s.", name, resume)
             train_args = AdaGRPOConfig(
-                **{"seed": args.seed, "report_to": "none", **config, "output_dir": str(method_dir)}
+                **{
+                    "seed": args.seed,
+                    "report_to": "none",
+                    "resume_from_checkpoint": resume,
+                    **config,
+                    "output_dir": str(method_dir),
+                }
             )
             timed(f"train/{name}", run_train, script_args, train_args)
         evaluate(name, method_dir)
@@ -196,9 +255,9 @@ def write_report(root: Path, results: dict[str, Any], methods: list[str], timing
         "hr@10_vs_sft": _bootstrap_against(results, "sft", "hr@10"),
         "timings_seconds": timings,
     }
-    (report_dir / "results.json").write_text(json.dumps(report, indent=2))
+    atomic_write_json(report_dir / "results.json", report, indent=2)
     table = format_results_table(report["methods"], gate_rates, report["hr@10_vs_sft"])
-    (report_dir / "results.md").write_text(table + "\n")
+    atomic_write_text(report_dir / "results.md", table + "\n")
     plot_report(report_dir, report["methods"], histories)
     print(table)  # noqa: T201
     return report
@@ -260,7 +319,7 @@ def plot_report(report_dir: Path, methods: dict[str, dict[str, float]], historie
     axis.set_ylabel("HR@10 (%)")
     axis.set_title("HR@10 vs hallucination")
     figure.tight_layout()
-    figure.savefig(report_dir / "frontier.png", dpi=120)
+    atomic_write(report_dir / "frontier.png", lambda path: figure.savefig(path, format="png", dpi=120))
     plt.close(figure)
 
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.5))
@@ -272,7 +331,8 @@ def plot_report(report_dir: Path, methods: dict[str, dict[str, float]], historie
     for axis, title in zip(axes, ("ground-truth NLL", "reward", "gate rate"), strict=True):
         axis.set_title(title)
         axis.set_xlabel("step")
-    axes[0].legend(fontsize=8)
+    if axes[0].lines:  # no method trained yet (e.g. a run of the shared stages only): nothing to label
+        axes[0].legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(report_dir / "training_curves.png", dpi=120)
+    atomic_write(report_dir / "training_curves.png", lambda path: figure.savefig(path, format="png", dpi=120))
     plt.close(figure)

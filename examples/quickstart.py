@@ -20,8 +20,12 @@ only for popular items and scores rare ones at random, the situation AdaGRPO is 
 
     python examples/quickstart.py                       # or: make quickstart
     accelerate launch --config_file recipes/accelerate_configs/multi_cpu.yaml --num_processes 2 examples/quickstart.py
+
+Options: `--max_steps N`, `--logging_steps N`, `--output_dir DIR` (defaults: 80, 10, outputs/quickstart). Each
+process trains on 32 completions per step, so N processes train on N x 32 (N x 4 prompts of 8 rollouts).
 """
 
+import argparse
 import random
 
 import torch
@@ -31,6 +35,12 @@ from transformers import Qwen2ForCausalLM
 from adagrpo_trl import AdaGRPOConfig, AdaGRPOTrainer
 from adagrpo_trl.tokenization import build_sid_tokenizer, sid_token, sid_vocabulary, small_qwen2_config
 
+
+parser = argparse.ArgumentParser(description="AdaGRPO quickstart on a tiny in-memory recommender (CPU, offline).")
+parser.add_argument("--max_steps", type=int, default=80)
+parser.add_argument("--logging_steps", type=int, default=10)
+parser.add_argument("--output_dir", default="outputs/quickstart")
+cli = parser.parse_args()
 
 ################
 # Catalog, tokenizer and model (built in memory)
@@ -76,7 +86,7 @@ def noisy_ranker(completions, target_item, **kwargs):
 # Training
 ################
 args = AdaGRPOConfig(
-    output_dir="outputs/quickstart",
+    output_dir=cli.output_dir,
     # AdaGRPO
     gate_mode="adaptive",
     gate_tau=0.25,
@@ -89,8 +99,8 @@ args = AdaGRPOConfig(
     per_device_train_batch_size=32,
     max_completion_length=3,  # 2 SID tokens + EOS
     learning_rate=1e-2,
-    max_steps=80,
-    logging_steps=10,
+    max_steps=cli.max_steps,
+    logging_steps=cli.logging_steps,
     # CPU-friendly settings (TRL defaults to bf16 and gradient checkpointing)
     use_cpu=True,
     bf16=False,
@@ -105,6 +115,10 @@ trainer = AdaGRPOTrainer(
 trainer.train()
 
 if trainer.accelerator.is_main_process:
+    print(
+        f"\ntrained {trainer.state.global_step} steps on {trainer.accelerator.num_processes} process(es), "
+        f"{args.generation_batch_size} completions per step"
+    )
     keys = ["loss/nll", "reward", "gate/rate", "gate/difficulty_rate", "gate/discriminability_rate"]
     keys += ["gate/gt_in_rollouts"]
     print("\nstep  " + "  ".join(f"{k:>26}" for k in keys))

@@ -5,11 +5,15 @@
 # - Without torch, a CPU-only machine gets a CPU build of torch (never the multi-GB CUDA build); a machine with an
 #   NVIDIA driver gets the default build from PyPI.
 # - Idempotent: a stamp file records the hash of setup.cfg, so a second call with nothing changed does nothing.
+# - The `deepspeed` extra is in by default so the test command runs tests/test_deepspeed.py: it installs in seconds
+#   (a pure-Python wheel, nothing compiled at install); on the CPU, DeepSpeed's first run builds one small op with the
+#   C++ compiler (about a minute, cached in ~/.cache/torch_extensions). `EXTRAS=test,quality` leaves it out (those
+#   tests then skip).
 set -euo pipefail
 
 VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${EXTRAS:-test,quality}"
+EXTRAS="${EXTRAS:-test,quality,deepspeed}"
 stamp="$VENV/.adagrpo-installed"
 want="$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1) $EXTRAS"
 

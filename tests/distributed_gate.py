@@ -18,10 +18,16 @@ see the same global generation batch. Writes the global gate of every generation
     python tests/distributed_gate.py --out one.json --per_device_train_batch_size 12
     python -m torch.distributed.run --nproc_per_node 2 tests/distributed_gate.py --out two.json \
         --per_device_train_batch_size 6
+    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml --num_processes 2 --mixed_precision no \
+        tests/distributed_gate.py --out zero3.json --per_device_train_batch_size 6
+
+Also writes how the run was distributed (distributed type, ZeRO stage, wrapper class) and the L2 norm of the change
+of the parameters over the run, from the full (ZeRO-3: gathered) final state dict.
 """
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -67,6 +73,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--per_device_train_batch_size", type=int, required=True)
     parser.add_argument("--output_dir", default=None)
+    parser.add_argument("--use_cpu", default="true", choices=["true", "false"], help="'false': GPUs (fp32).")
     cli = parser.parse_args()
 
     tokenizer = toy.make_tokenizer()
@@ -82,9 +89,12 @@ def main():
         num_cross_negatives=2,
         optim="sgd",
         max_grad_norm=0.0,
+        use_cpu=cli.use_cpu == "true",
     )
+    model = toy.make_model(tokenizer)
+    initial = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     trainer = RecordingTrainer(
-        model=toy.make_model(tokenizer),
+        model=model,
         reward_funcs=toy.target_reward,
         args=args,
         train_dataset=toy.make_dataset(24),
@@ -92,10 +102,19 @@ def main():
         rollout_func=deterministic_rollouts,
     )
     trainer.train()
-    if trainer.accelerator.is_main_process:
+    accelerator = trainer.accelerator
+    final = accelerator.get_state_dict(trainer.model_wrapped)  # collective under ZeRO-3: every process calls it
+    if accelerator.is_main_process:
         logs = [log for log in trainer.state.log_history if "loss" in log]
+        change = math.sqrt(
+            sum(float((final[name].cpu().float() - initial[name].float()).pow(2).sum()) for name in initial)
+        )
         result = {
-            "num_processes": trainer.accelerator.num_processes,
+            "num_processes": accelerator.num_processes,
+            "distributed_type": accelerator.distributed_type.value,
+            "zero_stage": accelerator.state.deepspeed_plugin.zero_stage if trainer.is_deepspeed_enabled else None,
+            "wrapper": type(trainer.model_wrapped).__name__,
+            "param_change": change,
             "gates": trainer.gates,
             "loss": [log["loss"] for log in logs],
             "loss/nll": [log["loss/nll"] for log in logs],

@@ -412,6 +412,51 @@ def test_logits_processor_factories_reach_both_rollout_modes(tmp_path, tokenizer
     assert factory_calls and all(n == len(tokenizer(dataset[0]["prompt"])["input_ids"]) for n in factory_calls)
 
 
+class LogProbCheckingTrainer(AdaGRPOTrainer):
+    """Records the gate's log-probs next to those of a plain forward pass over every row."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rollout_checks, self.ground_truth_checks = [], []
+
+    def _rollout_logps_for_gate(self, output, completion_ids):
+        captured = self._captured_rollouts is not None
+        logps = super()._rollout_logps_for_gate(output, completion_ids)
+        self.rollout_checks.append((captured, logps, self._sequence_logps(output, completion_ids, rows=None)))
+        return logps
+
+    def _ground_truth_logps_for_gate(self, output, ground_truth_ids, num_generations):
+        per_prompt = super()._ground_truth_logps_for_gate(output, ground_truth_ids, num_generations)
+        per_row = self._sequence_logps(output, ground_truth_ids, rows=None)
+        self.ground_truth_checks.append((per_prompt, per_row.view(-1, num_generations)))
+        return per_prompt
+
+
+@pytest.mark.parametrize("rollout", ["sample", "beam"])
+def test_gate_log_probs_come_from_the_generation_and_equal_a_forward_pass(tmp_path, tokenizer, dataset, rollout):
+    # The rollouts' log π is read from the generation's raw logits (untempered, even when sampling at T=0.7) and each
+    # prompt's ground truth is scored once: both must equal a plain forward pass over every row.
+    trainer = make_trainer(
+        tmp_path, tokenizer, dataset, trainer_cls=LogProbCheckingTrainer, rollout=rollout, temperature=0.7
+    )
+    trainer.train()
+    assert len(trainer.rollout_checks) == trainer.args.max_steps
+    for captured, logps, forward in trainer.rollout_checks:
+        assert captured
+        torch.testing.assert_close(logps, forward, rtol=1e-5, atol=1e-5)
+    for per_prompt, per_row in trainer.ground_truth_checks:
+        torch.testing.assert_close(per_prompt, per_row[:, 0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(per_row, per_row[:, :1].expand_as(per_row))  # the rows of a group share it
+
+
+def test_nll_runs_one_pass_over_one_row_per_prompt(tmp_path, tokenizer, dataset):
+    trainer = make_trainer(tmp_path, tokenizer, dataset, gate_mode="never", gradient_accumulation_steps=2)
+    micro_batches, _ = run_one_step(trainer)
+    weights = torch.cat([inputs["nll_weight"] for inputs in micro_batches])
+    assert (weights > 0).sum() == 16 // 4  # 16 rows, 4 prompts: one carrier each
+    assert weights.sum().item() == pytest.approx(1.0)  # weights 1/num_prompts: a mean over prompts
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Training, metrics, model card, errors
 # ---------------------------------------------------------------------------------------------------------------------
@@ -482,9 +527,9 @@ def test_wrong_config_type_and_missing_ground_truth(tmp_path, tokenizer, dataset
             train_dataset=dataset,
             processing_class=tokenizer,
         )
-    trainer = make_trainer(tmp_path, tokenizer, dataset.remove_columns("completion"))
-    with pytest.raises(ValueError, match="no ground-truth column 'completion'"):
-        trainer.train()
+    # checked at construction, before the model loads
+    with pytest.raises(ValueError, match="train_dataset has no ground-truth column 'completion'"):
+        make_trainer(tmp_path, tokenizer, dataset.remove_columns("completion"))
 
 
 def test_ground_truth_longer_than_completion_budget(tmp_path, tokenizer, dataset):

@@ -345,3 +345,30 @@ def test_trie_build_is_vectorised_at_scale():
     probe = torch.from_numpy(codes[:1000])
     assert trie.item_index(trie.walk(probe)).tolist() == list(range(1000))
     assert trie.nbytes() < 200 * len(codes)  # O(items · levels) memory
+
+
+@pytest.mark.parametrize("with_eos", [False, True])
+def test_prefix_nodes_equal_the_step_by_step_walk(sid_tokenizer, with_eos):
+    eos = sid_tokenizer.eos_token_id
+    codes = random_codes(120, seed=3)
+    catalog = ItemCatalog.from_codes([str(i) for i in range(120)], codes)
+    token_ids = catalog.token_ids(sid_tokenizer)
+    trie = catalog.build_trie(token_ids, eos_token_id=eos if with_eos else None)
+    rng = np.random.default_rng(0)
+    for length in range(6):  # up to num_levels + 1 (EOS after an item)
+        rows = token_ids[rng.integers(0, 120, size=200)]
+        rows = torch.cat([rows, torch.full((200, 1), eos)], dim=1)[:, :length]
+        noise = torch.from_numpy(rng.integers(-2, len(sid_tokenizer) + 3, size=rows.shape))
+        rows = torch.where(torch.from_numpy(rng.random(rows.shape) < 0.1), noise, rows)  # non-prefixes, bad ids
+        assert torch.equal(trie.prefix_nodes(rows), trie.walk(rows)), length
+
+
+def test_prefix_nodes_fall_back_to_the_walk_when_keys_would_overflow():
+    # 20 levels of 10 tokens: 10 ** 20 prefix keys do not fit in 62 bits.
+    rng = np.random.default_rng(0)
+    token_ids = torch.from_numpy(np.unique(rng.integers(0, 10, size=(30, 20)), axis=0))
+    trie = build_trie(token_ids)
+    assert trie._prefix_lookup() is None
+    prefixes = torch.cat([token_ids[:, :7], torch.tensor([[11] * 7])])
+    assert torch.equal(trie.prefix_nodes(prefixes), trie.walk(prefixes))
+    assert trie.prefix_nodes(prefixes)[-1] == PrefixTrie.DEAD

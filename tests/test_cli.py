@@ -186,3 +186,14 @@ def test_train_with_an_http_ranker_named_in_a_recipe(tmp_path):
     assert len(logs) == 2
     assert all(log["gate/unscorable_rate"] == 0 for log in logs)  # the gate's ground truths were scored over HTTP
     assert all(log["rewards/ranker/failures"] == 0 for log in logs)
+
+
+def test_pipeline_refuses_several_processes(tmp_path, monkeypatch):
+    # The stages share folders without synchronising processes: under `accelerate launch` the pipeline says so.
+    from adagrpo_trl.cli import PipelineArguments
+    from adagrpo_trl.pipeline import run_pipeline
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match=r"WORLD_SIZE=2.*only `train` under `accelerate launch`"):
+        run_pipeline(PipelineArguments(output_dir=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()

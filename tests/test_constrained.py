@@ -26,6 +26,7 @@ from adagrpo_trl.catalog import ItemCatalog, PrefixTrie
 from adagrpo_trl.constrained import (
     TrieLogitsProcessor,
     build_generation_config,
+    generate_with_shared_prefill,
     isolated_generation_config,
     make_trie_processor_factory,
 )
@@ -406,6 +407,46 @@ def test_factory_builds_the_trie_once_and_totals_dead_ends(catalog, sid_tokenize
     leaves = factory.trie.walk(catalog.token_ids(sid_tokenizer))
     assert factory.trie.item_index(leaves).tolist() == list(range(len(catalog)))
     assert (leaves >= 0).all() and PrefixTrie.DEAD not in leaves.tolist()
+
+
+def test_factory_processors_mask_like_a_processor_built_directly(catalog, sid_tokenizer, trie):
+    # The factory validates the trie once and copies the checked processor: same masks as a freshly built one.
+    factory = make_trie_processor_factory(catalog, sid_tokenizer)
+    eos, pad = sid_tokenizer.eos_token_id, sid_tokenizer.pad_token_id
+    items = catalog.token_ids(sid_tokenizer)
+    generator = torch.Generator().manual_seed(0)
+    for length in range(LEVELS + 2):
+        suffix = torch.cat([items[:6], torch.full((6, 2), eos)], dim=1)[:, :length]
+        input_ids = torch.cat([torch.full((6, 2), pad), suffix], dim=1)
+        scores = torch.randn(6, len(sid_tokenizer), generator=generator)
+        direct = TrieLogitsProcessor(trie, eos, prompt_length=2, pad_token_id=pad)
+        assert torch.equal(factory(2)(input_ids, scores), direct(input_ids, scores))
+    with pytest.raises(ValueError, match="prompt_length"):
+        factory(-1)
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_shared_prefill_beam_search_returns_the_same_beams(catalog, sid_tokenizer, constrained):
+    model = make_model(sid_tokenizer, bias={"<a_1>": 1.0})
+    inputs = sid_tokenizer(PROMPTS, return_tensors="pt", padding=True, padding_side="left")
+    factory = make_trie_processor_factory(catalog, sid_tokenizer)
+    config = build_generation_config(LEVELS + 1, num_beams=6, tokenizer=sid_tokenizer, output_scores=True)
+    config.return_dict_in_generate = True
+    outputs = []
+    for run in (model.generate, lambda **kw: generate_with_shared_prefill(model, **kw)):
+        processors = [factory(inputs.input_ids.size(1))] if constrained else []
+        with torch.no_grad(), isolated_generation_config(model):
+            outputs.append(
+                run(
+                    input_ids=inputs.input_ids,
+                    attention_mask=inputs.attention_mask,
+                    generation_config=config,
+                    logits_processor=processors,
+                )
+            )
+    plain, shared = outputs
+    assert torch.equal(plain.sequences, shared.sequences)
+    assert torch.equal(plain.sequences_scores, shared.sequences_scores)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -11,64 +11,68 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The gate does not depend on the number of processes: 1 process vs 2 CPU processes (gloo) on the same global batch."""
+"""Several CPU processes (gloo): the gate and the loss do not depend on the number of processes; the quickstart runs
+under `accelerate launch` with the shipped multi-CPU config."""
 
-import json
-import os
-import socket
-import subprocess
+import math
 import sys
-from pathlib import Path
 
 import pytest
 
+from .launching import (
+    QUICKSTART,
+    accelerate_launch,
+    assert_same_gates_and_losses,
+    free_port,
+    gate_script,
+    read_json,
+    run,
+    torchrun,
+)
 
-SCRIPT = Path(__file__).with_name("distributed_gate.py")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _run(command, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MASTER_ADDR": "127.0.0.1"}
-    done = subprocess.run(command(), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0 and "--master_port" in command():
-        # The free port can be taken by a parallel test between the probe and torchrun's bind: retry once on a new
-        # port (a deterministic failure fails again).
-        done = subprocess.run(command(), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
+# The names tests/test_resume.py imports for its own 2-process launch (tests/launching.py has the helpers).
+_free_port, _run = free_port, run
 
 
 @pytest.mark.slow
 def test_gate_and_loss_equal_for_one_and_two_processes(tmp_path):
     # 12 rows per step (3 prompts x 4 rollouts): 6 rows per process on 2 processes, so the middle group straddles them.
     one, two = tmp_path / "one.json", tmp_path / "two.json"
-    _run(lambda: [sys.executable, str(SCRIPT), "--out", str(one), "--per_device_train_batch_size", "12"], tmp_path)
-    _run(
-        lambda: [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(_free_port()),
-            str(SCRIPT),
-            "--out",
-            str(two),
-            "--per_device_train_batch_size",
+    run([sys.executable, *gate_script(one, 12)], tmp_path)
+    run(torchrun(2, *gate_script(two, 6)), tmp_path)
+    single, double = read_json(one), read_json(two)
+    assert (single["num_processes"], double["num_processes"]) == (1, 2)
+    assert (single["distributed_type"], double["distributed_type"]) == ("NO", "MULTI_CPU")
+    assert double["wrapper"] == "DistributedDataParallel"
+    # Per step: the gate of each of the 3 generations, the loss, NLL and gate rate of each of the 3 steps, and the
+    # parameters after the last update.
+    assert_same_gates_and_losses(single, double)
+
+
+@pytest.mark.slow
+def test_quickstart_under_accelerate_launch_on_two_cpu_processes(tmp_path):
+    # The README's command: accelerate launch --config_file recipes/accelerate_configs/multi_cpu.yaml
+    # --num_processes 2 examples/quickstart.py (shortened to 6 steps, on a free port).
+    done = run(
+        accelerate_launch(
+            "multi_cpu",
+            2,
+            str(QUICKSTART),
+            "--max_steps",
             "6",
-        ],
+            "--logging_steps",
+            "2",
+            "--output_dir",
+            str(tmp_path / "out"),
+        ),
         tmp_path,
     )
-    single, double = json.loads(one.read_text()), json.loads(two.read_text())
-    assert (single["num_processes"], double["num_processes"]) == (1, 2)
-    assert single["gates"] == double["gates"]
-    assert any(0 < sum(gate) < len(gate) for gate in single["gates"])  # a mixed gate: the comparison has teeth
-    for key in ("loss", "loss/nll", "gate/rate"):
-        assert single[key] == pytest.approx(double[key], rel=1e-5, abs=1e-6), key
+    lines = done.stdout.strip().splitlines()
+    # Two processes of 32 completions each: one global batch of 64 per step.
+    assert "trained 6 steps on 2 process(es), 64 completions per step" in lines
+    header = next(i for i, line in enumerate(lines) if line.startswith("step"))
+    rows = [[float(x) for x in line.split()] for line in lines[header + 1 :]]
+    assert [int(row[0]) for row in rows] == [2, 4, 6]
+    assert all(math.isfinite(x) for row in rows for x in row)
+    assert rows[-1][1] < rows[0][1]  # the NLL anchor trains

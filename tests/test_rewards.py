@@ -58,7 +58,10 @@ class FakeRanker:
 
 
 class BrokenRanker(FakeRanker):
-    """Answers wrongly for batches that contain `bad_item`: a NaN/inf score, a wrong length, or an exception."""
+    """
+    Answers wrongly for batches that contain `bad_item`: a NaN/inf score, a score beyond float32's range (inf once TRL
+    stores it), a wrong length, or an exception.
+    """
 
     def __init__(self, mode, bad_item="item3"):
         super().__init__()
@@ -73,7 +76,7 @@ class BrokenRanker(FakeRanker):
         if self.mode == "wrong_length":
             return scores[:-1]
         bad = candidate_item_ids.index(self.bad_item)
-        scores[bad] = math.nan if self.mode == "nan" else math.inf
+        scores[bad] = {"nan": math.nan, "inf": math.inf, "overflow": -1e39}[self.mode]
         return scores
 
 
@@ -272,6 +275,7 @@ FAILURES = {
     # mode: rows of the 4 valid ones [item0, item3, item5, item6] that fail with batch_size=2
     "nan": [False, True, False, False],
     "inf": [False, True, False, False],
+    "overflow": [False, True, False, False],
     "wrong_length": [True, True, False, False],
     "exception": [True, True, False, False],
 }

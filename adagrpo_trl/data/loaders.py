@@ -18,7 +18,9 @@ Every loader returns a log with exactly the columns `user_id` (`str`), `item_id`
 (`float64`, seconds), in the order of the source file (that order breaks timestamp ties downstream), and, where the
 source has item text, an item table with `item_id` (`str`), `text` (`str`) and the source's item fields.
 
-Errors are `ValueError`s that name the file, the line (1-based, header included), the field and the value.
+Errors are `ValueError`s that name the file, the line (1-based, header included), the field and the value. Fields and
+columns other than the required ones (e.g. `rating`) are ignored. Files must be UTF-8: invalid bytes raise an error
+naming the line and the byte offset (no silent replacement characters, which would change item texts and ids).
 """
 
 import bz2
@@ -52,6 +54,54 @@ def _decode_utf8(data: bytes, source: str) -> str:
             f"{source}: line {line} is not valid UTF-8 (byte {data[error.start : error.start + 1]!r} at file offset "
             f"{error.start}). Re-encode the file as UTF-8."
         ) from None
+
+
+def text_column_as_str(
+    values: pd.Series,
+    source: str,
+    field: str,
+    line_numbers: Sequence[int] | None = None,
+    keys: Sequence[str] | None = None,
+) -> list[str]:
+    """
+    A text column as Python strings: missing values become `""`, `bytes` (e.g. a Parquet binary column) are decoded as
+    strict UTF-8, anything else goes through `str`.
+
+    Args:
+        values (`pd.Series`):
+            The column.
+        source (`str`):
+            The file (or table) name used in error messages.
+        field (`str`):
+            The column name used in error messages.
+        line_numbers (`Sequence[int]`, *optional*):
+            The file line of each value, for the message.
+        keys (`Sequence[str]`, *optional*):
+            An id of each value (e.g. the item id), for the message; the row index is named otherwise.
+
+    Raises:
+        `ValueError`: for bytes that are not UTF-8, naming `source`, the row, `field` and the byte offset.
+    """
+    texts = []
+    for row, value in enumerate(values.tolist()):
+        if isinstance(value, bytes | bytearray):
+            try:
+                value = bytes(value).decode("utf-8")
+            except UnicodeDecodeError as error:
+                if line_numbers is not None:
+                    where = f"line {line_numbers[row]}"
+                elif keys is not None:
+                    where = f"row {row} (item {keys[row]!r})"
+                else:
+                    where = f"row {row}"
+                raise ValueError(
+                    f"{source}: {where}: field {field!r} is not valid UTF-8 (byte {value[error.start : error.start + 1]!r}"
+                    f" at offset {error.start} of the value). Re-encode it as UTF-8."
+                ) from None
+        elif value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            value = ""
+        texts.append(value if isinstance(value, str) else str(value))
+    return texts
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -400,7 +450,9 @@ def load_interactions(
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """
     Loads an interaction log from CSV/TSV (`.csv`, `.tsv`, anything else read as CSV; optionally `.gz`, `.bz2` or
-    `.xz` compressed) or Parquet (`.parquet`, `.pq`).
+    `.xz` compressed) or Parquet (`.parquet`, `.pq`). Columns other than the named ones are ignored. Text is strict
+    UTF-8: a file (or a Parquet binary value) with invalid bytes is rejected, naming the line and byte offset, rather
+    than decoded with replacement characters.
 
     Args:
         path (`str` or `os.PathLike`):
@@ -477,13 +529,16 @@ def load_interactions(
         # integral float ids (Parquet columns with nulls elsewhere) render as "12", not "12.0"
         if pd.api.types.is_float_dtype(values) and np.all(np.mod(values.to_numpy(), 1) == 0):
             values = values.astype("int64")
-        ids[name] = values.astype(str).to_numpy()
+        if pd.api.types.infer_dtype(values, skipna=True) in ("bytes", "mixed"):  # e.g. a Parquet binary column
+            ids[name] = np.asarray(text_column_as_str(values, source, column, line_numbers), dtype=object)
+        else:
+            ids[name] = values.astype(str).to_numpy()
     timestamp = _parse_timestamps(frame[timestamp_column], source, timestamp_column, line_numbers)
     log = pd.DataFrame({"user_id": ids["user_id"], "item_id": ids["item_id"], "timestamp": timestamp.to_numpy()})
     items = None
     if text_column is not None:
-        text = frame[text_column].astype(object).where(frame[text_column].notna(), "").astype(str)
-        table = pd.DataFrame({"item_id": log["item_id"], "text": text.to_numpy()})
+        text = text_column_as_str(frame[text_column], source, text_column, line_numbers)
+        table = pd.DataFrame({"item_id": log["item_id"], "text": text})
         table["has_text"] = table["text"].str.strip() != ""
         # first non-empty text per item (items without any text get "")
         table = table.sort_values("has_text", ascending=False, kind="stable").drop_duplicates("item_id")

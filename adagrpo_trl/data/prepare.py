@@ -16,8 +16,6 @@
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +29,10 @@ from transformers import PreTrainedTokenizerBase
 from ..catalog import ItemCatalog
 from ..semantic_ids import build_semantic_ids, default_item_features
 from ..tokenization import build_sid_tokenizer, load_tokenizer
-from .loaders import load_interactions, load_recbole
+from ..utils import atomic_write_dir
+from .loaders import load_interactions, load_recbole, text_column_as_str
 from .movielens import MOVIELENS_WHEELS, load_movielens
-from .splits import DEFAULT_PROMPT_TEMPLATE, PROMPT_WORDS, build_datasets, leave_one_out_split
+from .splits import DEFAULT_PROMPT_TEMPLATE, PROMPT_WORDS, build_datasets, check_dataset, leave_one_out_split
 
 
 logger = logging.getLogger(__name__)
@@ -72,47 +71,49 @@ class PreparedData:
 
     def save(self, output_dir: str | os.PathLike) -> None:
         """
-        Writes `datasets/`, `catalog.json`, `tokenizer/` and `prepare_summary.json` into `output_dir`, atomically: the
-        files are written to a temporary sibling folder that then replaces `output_dir`, so a run killed mid-write
-        leaves the previous good folder.
+        Writes `datasets/`, `catalog.json`, `tokenizer/`, `prepare_summary.json` and `train_sequences.json` into
+        `output_dir`, atomically (see [`~adagrpo_trl.utils.atomic_write_dir`]): the files are written to a temporary
+        sibling folder that then replaces `output_dir`, so a run killed mid-write leaves the previous good folder.
         """
-        output_dir = Path(output_dir)
-        output_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-        try:
+
+        def write(staging: str) -> None:
+            staging = Path(staging)
             self.datasets.save_to_disk(str(staging / DATASETS_DIR))
             self.catalog.save(staging / CATALOG_FILE)
             self.tokenizer.save_pretrained(str(staging / TOKENIZER_DIR))
             (staging / SUMMARY_FILE).write_text(json.dumps(self.summary, indent=2))
             (staging / TRAIN_SEQUENCES_FILE).write_text(json.dumps(self.train_sequences))
-            if output_dir.exists():
-                previous = output_dir.with_name(f".{output_dir.name}.old")
-                shutil.rmtree(previous, ignore_errors=True)
-                os.replace(output_dir, previous)
-                os.replace(staging, output_dir)
-                shutil.rmtree(previous, ignore_errors=True)
-            else:
-                os.replace(staging, output_dir)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+
+        atomic_write_dir(output_dir, write)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PreparedData":
-        """Loads what [`PreparedData.save`] wrote."""
+        """
+        Loads what [`PreparedData.save`] wrote, and checks that its parts belong together.
+
+        Raises:
+            `FileNotFoundError`: if a part is missing.
+            `ValueError`: if the tokenizer lacks a SID token of `catalog.json` (naming both files), or a split's row
+            does not agree with the catalog (naming the split, the row, the column and the value; see
+            [`~adagrpo_trl.data.check_dataset`]).
+        """
         path = Path(path)
         missing = [name for name in (DATASETS_DIR, CATALOG_FILE, TOKENIZER_DIR) if not (path / name).exists()]
         if missing:
             raise FileNotFoundError(f"{path} is not a prepared-data folder: missing {missing}.")
         summary_path = path / SUMMARY_FILE
         sequences_path = path / TRAIN_SEQUENCES_FILE
-        return cls(
+        prepared = cls(
             datasets=load_from_disk(str(path / DATASETS_DIR)),
             catalog=ItemCatalog.load(path / CATALOG_FILE),
             tokenizer=load_tokenizer(path / TOKENIZER_DIR),
             summary=json.loads(summary_path.read_text()) if summary_path.exists() else {},
             train_sequences=json.loads(sequences_path.read_text()) if sequences_path.exists() else [],
         )
+        prepared.catalog.check_tokenizer(prepared.tokenizer, str(path / CATALOG_FILE), str(path / TOKENIZER_DIR))
+        for name, split in prepared.datasets.items():
+            check_dataset(split, prepared.catalog, source=str(path / DATASETS_DIR / name))
+        return prepared
 
 
 def load_log(source: str | os.PathLike, **loader_kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -206,7 +207,10 @@ def prepare_data(
     if features is None:
         texts = None
         if items is not None and "text" in items.columns:
-            text_of = dict(zip(items["item_id"].astype(str), items["text"].fillna("").astype(str), strict=True))
+            if "item_id" not in items.columns:
+                raise ValueError(f"The item table lacks the column 'item_id'; got {list(items.columns)}.")
+            text = text_column_as_str(items["text"], "<items>", "text", keys=items["item_id"].astype(str).tolist())
+            text_of = dict(zip(items["item_id"].astype(str), text, strict=True))
             texts = [text_of.get(item, "") for item in item_ids]
         features = default_item_features(item_ids, texts=texts, sequences=split.train_sequences, seed=seed)
     else:

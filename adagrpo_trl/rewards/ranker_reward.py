@@ -47,6 +47,8 @@ FAILURE_POLICIES = ("raise", "gate_out")
 _TRL_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments", "prompts", "completions", "completion_ids")
 # Gate modes of AdaGRPO in which the reward functions also score ground truths and cross-query negatives.
 _MAX_VALIDITY_CACHE = 65_536
+# TRL stores rewards as float32: a larger finite score would become inf there.
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 class RankerError(RuntimeError):
@@ -102,15 +104,16 @@ class RankerReward:
 
     Failures are never silent. A batch for which the ranker raises (including [`RankerError`] from
     [`~adagrpo_trl.rewards.HTTPRanker`] after its retries), exceeds `timeout`, or answers with the wrong number of
-    scores fails as a whole; a non-finite (NaN/inf) score fails its row. With `on_failure="raise"` the call raises a
-    [`RankerError`] naming the reward, the ranker and the batch (its first item ids). With `on_failure="gate_out"` the
-    failed rows get `None`: TRL turns it into NaN, excludes the row from this reward's statistics and gives rollouts
-    for which every reward function returned `None` zero advantage; AdaGRPO's gate treats a NaN ground-truth or
+    scores fails as a whole; a non-finite (NaN/inf) score, or one beyond float32's range (TRL stores rewards as
+    float32), fails its row. With `on_failure="raise"` the call raises a [`RankerError`] naming the reward, the ranker
+    and the batch (its first item ids). With `on_failure="gate_out"` the failed rows get `None`: TRL turns it into
+    NaN, excludes the row from this reward's statistics and from its group's baseline, and gives rollouts for which
+    every reward function returned `None` zero advantage; AdaGRPO's gate treats a NaN ground-truth, rollout or
     negative score as non-discriminable, so the sample gets pure supervision. The number of failed rows of each call is
     logged through TRL's `log_metric` as `rewards/<name>/failures` (`rewards/ranker/failures` by default, averaged
     over the calls of a logging step) together with `rewards/<name>/invalid_rate`, and accumulated in `num_failures`.
     AdaGRPO discards the metrics logged while the gate scores ground truths and negatives (those rows are not
-    rollouts); their failures still count in `num_failures` and show as `gate/unscorable_rate` for ground truths.
+    rollouts); their failures still count in `num_failures` and show in `gate/unscorable_rate`.
 
     Transforms:
 
@@ -127,6 +130,11 @@ class RankerReward:
     and not comparable with the rollouts' ranks, which is what the gate compares. `supports_gate_scoring` is then
     `False` and [`~adagrpo_trl.AdaGRPOTrainer`] rejects the reward for those gate modes when it is built; use it with
     `gate_mode="always"`, `"never"`, `"difficulty"` or plain GRPO.
+
+    A `None` from this reward always means a failure (never "not applicable"): `none_means_failure` is `True`, so
+    [`~adagrpo_trl.AdaGRPOTrainer`] drops the other reward functions' values of a failed row too (the row is then
+    unscorable: zero advantage, out of its group's baseline) instead of training on the remaining functions' partial
+    reward, and its gate modes that trust the reward (`"adaptive"`, `"discriminability"`) do not admit the prompt.
 
     Args:
         ranker (`Ranker`):
@@ -171,6 +179,8 @@ class RankerReward:
     trainer = AdaGRPOTrainer(model=..., reward_funcs=reward, args=..., train_dataset=...)
     ```
     """
+
+    none_means_failure = True
 
     def __init__(
         self,
@@ -360,17 +370,17 @@ class RankerReward:
                 for u in range(start, stop):
                     unique_failed[u] = True
                 continue
-            bad = [u for u, s in enumerate(scores) if not math.isfinite(s)]
+            bad = [u for u, s in enumerate(scores) if not _usable(s)]
             if bad:
                 self._fail(
-                    f"{len(bad)} non-finite score(s), e.g. {scores[bad[0]]!r} for item {batch_items[bad[0]]!r}",
+                    f"{len(bad)} non-finite or float32-overflowing score(s), e.g. {scores[bad[0]]!r} for item {batch_items[bad[0]]!r}",
                     batch_number,
                     batch_items,
                     len(bad),
                 )
             for u, s in enumerate(scores):
                 unique_scores[start + u] = s
-                unique_failed[start + u] = not math.isfinite(s)
+                unique_failed[start + u] = not _usable(s)
         failed = [unique_failed[u] for u in index]
         self.num_failures += sum(failed)
         return [unique_scores[u] for u in index], failed
@@ -483,6 +493,11 @@ def _scaled_ranks(values: list[float]) -> list[float]:
             ranks[order[k]] = (i + j) / 2
         i = j + 1
     return [r / (n - 1) for r in ranks]
+
+
+def _usable(score: float) -> bool:
+    """A finite score that stays finite as TRL's float32 reward."""
+    return math.isfinite(score) and abs(score) <= _FLOAT32_MAX
 
 
 def _sigmoid(x: float) -> float:

@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -37,6 +36,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
+
+from ..utils import atomic_write, atomic_write_json
 
 
 logger = logging.getLogger(__name__)
@@ -390,7 +391,8 @@ class SASRecRanker:
     ) -> list[float]:
         """
         Scores `(context, candidate)` pairs: the dot product of the history's last hidden state and the candidate's
-        embedding.
+        embedding. Each distinct history is encoded once per call, however many candidates it is paired with (the K
+        rollouts of a prompt, or its ground truth and cross-query negatives, share one history).
 
         Args:
             contexts (`Sequence[Mapping[str, Any]]`):
@@ -399,7 +401,7 @@ class SASRecRanker:
             candidate_item_ids (`Sequence[str]`):
                 One item id per pair.
             batch_size (`int`, *optional*, defaults to `1024`):
-                Pairs per forward pass.
+                Distinct histories per forward pass.
 
         Returns:
             `list[float]`: one score (a logit) per pair.
@@ -408,19 +410,35 @@ class SASRecRanker:
             raise RuntimeError("SASRecRanker has no vocabulary yet: call fit() or load() first.")
         if len(contexts) != len(candidate_item_ids):
             raise ValueError(f"Got {len(contexts)} contexts for {len(candidate_item_ids)} candidates.")
+        if not contexts:
+            return []
         self.model.eval()
-        histories = []
+        # The encoder reads only the (truncated, indexed) history: encode each distinct one once.
+        max_len = self.config.max_len
+        unique: dict[tuple[int, ...], int] = {}
+        inverse = []
         for context in contexts:
             history = context.get(self.history_column) if isinstance(context, Mapping) else None
-            histories.append(list(history) if history is not None else [])
+            key = tuple(self.item_index(item) for item in (list(history)[-max_len:] if history is not None else []))
+            inverse.append(unique.setdefault(key, len(unique)))
+        sequences = torch.full((len(unique), max_len), PAD, dtype=torch.long)
+        for row, indices in enumerate(unique):
+            if indices:
+                sequences[row, max_len - len(indices) :] = torch.tensor(indices, dtype=torch.long)
+        last = torch.cat(
+            [
+                self.model(sequences[start : start + batch_size].to(self.device))[:, -1]
+                for start in range(0, len(sequences), batch_size)
+            ]
+        )
+        inverse = torch.tensor(inverse, dtype=torch.long, device=self.device)
+        candidates = torch.tensor([self.item_index(item) for item in candidate_item_ids], dtype=torch.long)
+        candidates = candidates.to(self.device)
         scores: list[float] = []
-        for start in range(0, len(histories), batch_size):
-            seq = self._encode_histories(histories[start : start + batch_size]).to(self.device)
-            candidates = torch.tensor(
-                [self.item_index(item) for item in candidate_item_ids[start : start + batch_size]], dtype=torch.long
-            ).to(self.device)
-            last = self.model(seq)[:, -1]
-            scores.extend((last * self.model.item_embedding(candidates)).sum(-1).float().cpu().tolist())
+        for start in range(0, len(candidates), batch_size):  # bounded memory for very long calls
+            pairs = slice(start, start + batch_size)
+            products = last[inverse[pairs]] * self.model.item_embedding(candidates[pairs])
+            scores.extend(products.sum(-1).float().cpu().tolist())
         return scores
 
     # -- persistence ---------------------------------------------------------------------------------------------
@@ -438,13 +456,9 @@ class SASRecRanker:
             "history_column": self.history_column,
             "item_ids": self.item_ids,
         }
-        _atomic_write(directory, _WEIGHTS_NAME, lambda path: save_file(state, path, metadata={"format": "pt"}))
-
-        def write_config(path: str) -> None:
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump(config, f, indent=1)
-
-        _atomic_write(directory, _CONFIG_NAME, write_config)
+        weights_path = os.path.join(directory, _WEIGHTS_NAME)
+        atomic_write(weights_path, lambda path: save_file(state, path, metadata={"format": "pt"}))
+        atomic_write_json(os.path.join(directory, _CONFIG_NAME), config, indent=1)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | torch.device | None = None) -> SASRecRanker:
@@ -466,19 +480,6 @@ class SASRecRanker:
         ranker.model.load_state_dict(state)
         ranker.model.eval()
         return ranker
-
-
-def _atomic_write(directory: str | os.PathLike, name: str, write) -> None:
-    """Writes `directory/name` through a temporary file in the same directory and `os.replace`."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, os.path.join(directory, name))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------------------------
