@@ -765,11 +765,21 @@ def main(argv=None):
     parser.add_argument(
         "--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="Run only these sections."
     )
-    parser.add_argument("--output", default=os.path.join(RESULTS, "speed.json"), help="JSON results ('' for none).")
     parser.add_argument(
-        "--plot", default=os.path.join(RESULTS, "speed_scaling.png"), help="Scaling plot ('' for none)."
+        "--output",
+        default=None,
+        help="JSON results ('' for none; default: results/speed.json, or results/speed_quick.json with --quick so a "
+        "quick run never replaces the committed full results).",
+    )
+    parser.add_argument(
+        "--plot", default=None, help="Scaling plot ('' for none; default: results/speed_scaling[_quick].png)."
     )
     args = parser.parse_args(argv)
+    suffix = "_quick" if args.quick else ""
+    if args.output is None:
+        args.output = os.path.join(RESULTS, f"speed{suffix}.json")
+    if args.plot is None:
+        args.plot = os.path.join(RESULTS, f"speed_scaling{suffix}.png")
     hf_logging.set_verbosity_error()
     torch.set_num_threads(torch_threads())
     started = time.perf_counter()
