@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_steps", type=int, default=200, help="RL steps of every method.")
     parser.add_argument("--eval_steps", type=int, default=100, help="Validation HR@10 (and a checkpoint) every N.")
     parser.add_argument(
+        "--learning_rate",
+        type=float,
+        default=None,
+        help="RL learning rate of every method (default: the recipe's `train.learning_rate`).",
+    )
+    parser.add_argument(
         "--eval_samples", type=int, default=None, help="Validation users per periodic evaluation (default: all)."
     )
     parser.add_argument("--mixture_coefs", type=float, nargs="+", default=list(MIXTURE_COEFS))
@@ -118,6 +124,10 @@ def base_recipe(args: argparse.Namespace) -> dict[str, Any]:
         recommendation_eval_steps=args.eval_steps,
         recommendation_eval_samples=args.eval_samples,
     )
+    if args.learning_rate is not None:
+        if args.learning_rate <= 0:
+            raise ValueError(f"--learning_rate must be > 0, got {args.learning_rate}.")
+        train["learning_rate"] = args.learning_rate
     recipe["train"] = train
     recipe["analyze"] = None
     return recipe

@@ -82,6 +82,15 @@ def test_method_grid_spans_pure_grpo_mixtures_and_the_adagrpo_ablations():
         assert grid[name] == {"gate_mode": mode, "gate_tau": 0.125, "gate_rho": 0.25}
 
 
+def test_learning_rate_overrides_the_recipe_for_every_method():
+    recipe_lr = quality.base_recipe(quality.parse_args([]))["train"]["learning_rate"]
+    assert recipe_lr == 1e-4  # recipes/ml-100k/pipeline.yaml
+    train = quality.base_recipe(quality.parse_args(["--learning_rate", "1e-5", "--max_steps", "7"]))["train"]
+    assert train["learning_rate"] == 1e-5 and train["max_steps"] == 7
+    with pytest.raises(ValueError, match="--learning_rate must be > 0, got 0.0"):
+        quality.base_recipe(quality.parse_args(["--learning_rate", "0"]))
+
+
 def test_method_subset_must_exist_and_keep_a_mixture():
     args = quality.parse_args(["--methods", "adagrpo", "mixture_1"])
     assert set(quality.method_grid(args, 0.25, 0.5)) == {"adagrpo", "mixture_1"}
