@@ -28,7 +28,7 @@ style: install
 demo: install
 	OMP_NUM_THREADS=2 $(VENV)/bin/adagrpo-trl pipeline --config recipes/ml-100k/pipeline.yaml
 
-# The quality benchmark on MovieLens-100K, 3 seeds (about an hour on 2 cores; results in benchmarks/results/).
+# The quality benchmark on MovieLens-100K, 3 seeds (30 min on 2 cores; results in benchmarks/results/).
 bench-quality: install
 	OMP_NUM_THREADS=2 $(PY) benchmarks/quality.py --dataset ml-100k --seeds 0 1 2
 

@@ -1,0 +1,117 @@
+# Copyright 2026 The adagrpo-trl Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""
+Why does RL not move HR@10? A validation-only probe on one seed of the quality benchmark.
+
+From a seed folder that `benchmarks/quality.py` wrote (its `data/`, `sft/` and `ranker/`), trains NLL only
+(`gate_mode=never`), AdaGRPO, NLL + 1·GRPO and pure GRPO at several learning rates and records the validation HR@10
+every `--eval_steps` and the mean reward. The SFT model's own validation HR@10 is the reference. The test split is
+never read.
+
+```bash
+python benchmarks/quality_probe.py --run_dir runs/quality/ml-100k/seed0 --learning_rates 1e-3 1e-5
+```
+"""
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks import quality  # noqa: E402
+
+
+logger = logging.getLogger("benchmarks.quality_probe")
+
+
+def probe_runs(tau: float, rho: float) -> dict[str, dict]:
+    return {
+        "nll_only": {"gate_mode": "never"},
+        "adagrpo": {"gate_mode": "adaptive", "gate_tau": tau, "gate_rho": rho},
+        "mixture_1": {"gate_mode": "always", "nll_coef": 1.0, "grpo_coef": 1.0},
+        "grpo": {"gate_mode": "always", "nll_coef": 0.0},
+    }
+
+
+def sft_validation_hr(run_dir: Path) -> float:
+    from adagrpo_trl.cli import EvaluateArguments, run_evaluate
+
+    output = run_dir / "probe" / "sft_validation.json"
+    if not output.exists():
+        output.parent.mkdir(parents=True, exist_ok=True)
+        run_evaluate(
+            EvaluateArguments(
+                model_path=str(run_dir / "sft"),
+                data_dir=str(run_dir / "data"),
+                split="validation",
+                output_file=str(output),
+            )
+        )
+    return json.loads(output.read_text())["hr@10"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--run_dir", required=True, help="A seed folder of the quality benchmark (data/, sft/, ranker/)."
+    )
+    parser.add_argument("--dataset", choices=sorted(quality.RECIPES), default="ml-100k")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--learning_rates", type=float, nargs="+", default=[1e-3, 1e-4, 1e-5])
+    parser.add_argument("--gate_tau", type=float, default=0.5)
+    parser.add_argument("--gate_rho", type=float, default=0.25)
+    parser.add_argument("--max_steps", type=int, default=200)
+    parser.add_argument("--eval_steps", type=int, default=100)
+    parser.add_argument("--output", default=None, help="JSON report (default: <run_dir>/probe/probe.json).")
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    for part in ("data", "sft", "ranker"):
+        if not (run_dir / part).exists():
+            raise FileNotFoundError(f"{run_dir / part} is missing: run benchmarks/quality.py for this seed first.")
+    recipe_args = quality.parse_args(
+        ["--dataset", args.dataset, "--max_steps", str(args.max_steps), "--eval_steps", str(args.eval_steps)]
+    )
+    recipe = quality.base_recipe(recipe_args)
+    report = {"run_dir": str(run_dir), "split": "validation", "sft_validation_hr@10": sft_validation_hr(run_dir)}
+    runs = {}
+    for lr in args.learning_rates:
+        for name, overrides in probe_runs(args.gate_tau, args.gate_rho).items():
+            tag = f"probe_{name}_lr{lr:g}"
+            start = time.perf_counter()
+            quality.train_for_selection(run_dir, recipe, args.seed, tag, {**overrides, "learning_rate": lr})
+            history = json.loads((run_dir / "selection" / tag / "log_history.json").read_text())
+            runs[tag] = {
+                "method": name,
+                "learning_rate": lr,
+                "overrides": overrides,
+                "validation_hr@10": {log["step"]: log["eval_hr@10"] for log in history if "eval_hr@10" in log},
+                "reward": {log["step"]: log["reward"] for log in history if "reward" in log},
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+            logger.info("%s: validation HR@10 %s", tag, runs[tag]["validation_hr@10"])
+    report["runs"] = runs
+    output = Path(args.output or run_dir / "probe" / "probe.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    quality._write_json(output, report)
+
+
+if __name__ == "__main__":
+    main()
