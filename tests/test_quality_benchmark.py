@@ -198,3 +198,16 @@ def test_quality_benchmark_end_to_end_on_the_tiny_simulator(tmp_path):
     assert (results / "quality_synthetic_bias0.8.png").stat().st_size > 0
     sweep = json.loads((results / "quality_synthetic_sweep.json").read_text())
     assert [level["exposure_bias"] for level in sweep["levels"]] == [0.8]
+
+
+def test_probe_refuses_a_run_dir_without_the_shared_stages(tmp_path):
+    spec = importlib.util.spec_from_file_location("quality_probe", REPO / "benchmarks" / "quality_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    runs = probe.probe_runs(tau=0.5, rho=0.25)
+    assert runs["nll_only"] == {"gate_mode": "never"}
+    assert runs["grpo"] == {"gate_mode": "always", "nll_coef": 0.0}
+    assert runs["adagrpo"] == {"gate_mode": "adaptive", "gate_tau": 0.5, "gate_rho": 0.25}
+    (tmp_path / "data").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"sft is missing: run benchmarks/quality.py"):
+        probe.main(["--run_dir", str(tmp_path)])
