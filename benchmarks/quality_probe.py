@@ -21,6 +21,8 @@ never read.
 
 ```bash
 python benchmarks/quality_probe.py --run_dir runs/quality/ml-100k/seed0 --learning_rates 1e-3 1e-5
+python benchmarks/quality_probe.py --run_dir runs/quality/ml-100k/seed0 --learning_rates 1e-5 \
+    --runs adagrpo_admitted adagrpo_beam mixture_1_beam --output benchmarks/results/quality_probe_levers.json
 ```
 """
 
@@ -41,12 +43,28 @@ from benchmarks import quality  # noqa: E402
 logger = logging.getLogger("benchmarks.quality_probe")
 
 
+BASE_RUNS = ("nll_only", "adagrpo", "mixture_1", "grpo")
+
+
 def probe_runs(tau: float, rho: float) -> dict[str, dict]:
+    """
+    Every run the probe knows, by name. The first four (`BASE_RUNS`) are the default; the others vary one lever of the
+    RL term: the gated term's normaliser (`_admitted`), beam rollouts (`_beam`), and unscaled advantages
+    (`_unscaled`, TRL's `scale_rewards="none"`).
+    """
+    adagrpo = {"gate_mode": "adaptive", "gate_tau": tau, "gate_rho": rho}
+    mixture = {"gate_mode": "always", "nll_coef": 1.0, "grpo_coef": 1.0}
     return {
         "nll_only": {"gate_mode": "never"},
-        "adagrpo": {"gate_mode": "adaptive", "gate_tau": tau, "gate_rho": rho},
-        "mixture_1": {"gate_mode": "always", "nll_coef": 1.0, "grpo_coef": 1.0},
+        "adagrpo": adagrpo,
+        "mixture_1": mixture,
         "grpo": {"gate_mode": "always", "nll_coef": 0.0},
+        "adagrpo_admitted": {**adagrpo, "gate_normalization": "admitted"},
+        "adagrpo_beam": {**adagrpo, "rollout": "beam"},
+        "adagrpo_admitted_beam": {**adagrpo, "gate_normalization": "admitted", "rollout": "beam"},
+        "mixture_1_beam": {**mixture, "rollout": "beam"},
+        "mixture_1_unscaled": {**mixture, "scale_rewards": "none"},
+        "adagrpo_admitted_unscaled": {**adagrpo, "gate_normalization": "admitted", "scale_rewards": "none"},
     }
 
 
@@ -78,10 +96,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learning_rates", type=float, nargs="+", default=[1e-3, 1e-4, 1e-5])
     parser.add_argument("--gate_tau", type=float, default=0.5)
     parser.add_argument("--gate_rho", type=float, default=0.25)
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=list(BASE_RUNS),
+        help=f"Probe runs (default: {' '.join(BASE_RUNS)}); see `probe_runs` for the others.",
+    )
     parser.add_argument("--max_steps", type=int, default=200)
     parser.add_argument("--eval_steps", type=int, default=100)
     parser.add_argument("--output", default=None, help="JSON report (default: <run_dir>/probe/probe.json).")
     args = parser.parse_args(argv)
+    known = probe_runs(args.gate_tau, args.gate_rho)
+    unknown = [name for name in args.runs if name not in known]
+    if unknown:
+        raise ValueError(f"Unknown probe run(s) {unknown}; known: {sorted(known)}.")
     run_dir = Path(args.run_dir)
     for part in ("data", "sft", "ranker"):
         if not (run_dir / part).exists():
@@ -93,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     report = {"run_dir": str(run_dir), "split": "validation", "sft_validation_hr@10": sft_validation_hr(run_dir)}
     runs = {}
     for lr in args.learning_rates:
-        for name, overrides in probe_runs(args.gate_tau, args.gate_rho).items():
+        for name in args.runs:
+            overrides = known[name]
             tag = f"probe_{name}_lr{lr:g}"
             start = time.perf_counter()
             quality.train_for_selection(run_dir, recipe, args.seed, tag, {**overrides, "learning_rate": lr})

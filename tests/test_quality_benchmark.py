@@ -208,6 +208,14 @@ def test_probe_refuses_a_run_dir_without_the_shared_stages(tmp_path):
     assert runs["nll_only"] == {"gate_mode": "never"}
     assert runs["grpo"] == {"gate_mode": "always", "nll_coef": 0.0}
     assert runs["adagrpo"] == {"gate_mode": "adaptive", "gate_tau": 0.5, "gate_rho": 0.25}
+    # each lever run changes only its named setting(s) of its base run
+    assert runs["adagrpo_admitted"] == {**runs["adagrpo"], "gate_normalization": "admitted"}
+    assert runs["adagrpo_beam"] == {**runs["adagrpo"], "rollout": "beam"}
+    assert runs["mixture_1_beam"] == {**runs["mixture_1"], "rollout": "beam"}
+    assert runs["mixture_1_unscaled"] == {**runs["mixture_1"], "scale_rewards": "none"}
+    assert list(runs)[: len(probe.BASE_RUNS)] == list(probe.BASE_RUNS)
+    with pytest.raises(ValueError, match=r"Unknown probe run\(s\) \['adagrpo_typo'\]"):
+        probe.main(["--run_dir", str(tmp_path), "--runs", "adagrpo", "adagrpo_typo"])
     (tmp_path / "data").mkdir()
     with pytest.raises(FileNotFoundError, match=r"sft is missing: run benchmarks/quality.py"):
         probe.main(["--run_dir", str(tmp_path)])
