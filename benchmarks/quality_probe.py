@@ -49,8 +49,8 @@ BASE_RUNS = ("nll_only", "adagrpo", "mixture_1", "grpo")
 def probe_runs(tau: float, rho: float) -> dict[str, dict]:
     """
     Every run the probe knows, by name. The first four (`BASE_RUNS`) are the default; the others vary one lever of the
-    RL term: the gated term's normaliser (`_admitted`), beam rollouts (`_beam`), and unscaled advantages
-    (`_unscaled`, TRL's `scale_rewards="none"`).
+    RL stage: the gated term's normaliser (`_admitted`), beam rollouts (`_beam`), unscaled advantages (`_unscaled`,
+    TRL's `scale_rewards="none"`) and a learning-rate warm-up over the first quarter of the steps (`_warmup`).
     """
     adagrpo = {"gate_mode": "adaptive", "gate_tau": tau, "gate_rho": rho}
     mixture = {"gate_mode": "always", "nll_coef": 1.0, "grpo_coef": 1.0}
@@ -65,6 +65,8 @@ def probe_runs(tau: float, rho: float) -> dict[str, dict]:
         "mixture_1_beam": {**mixture, "rollout": "beam"},
         "mixture_1_unscaled": {**mixture, "scale_rewards": "none"},
         "adagrpo_admitted_unscaled": {**adagrpo, "gate_normalization": "admitted", "scale_rewards": "none"},
+        "nll_only_warmup": {"gate_mode": "never", "warmup_steps": 0.25},
+        "adagrpo_admitted_warmup": {**adagrpo, "gate_normalization": "admitted", "warmup_steps": 0.25},
     }
 
 

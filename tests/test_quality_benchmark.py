@@ -213,6 +213,7 @@ def test_probe_refuses_a_run_dir_without_the_shared_stages(tmp_path):
     assert runs["adagrpo_beam"] == {**runs["adagrpo"], "rollout": "beam"}
     assert runs["mixture_1_beam"] == {**runs["mixture_1"], "rollout": "beam"}
     assert runs["mixture_1_unscaled"] == {**runs["mixture_1"], "scale_rewards": "none"}
+    assert runs["nll_only_warmup"] == {**runs["nll_only"], "warmup_steps": 0.25}
     assert list(runs)[: len(probe.BASE_RUNS)] == list(probe.BASE_RUNS)
     with pytest.raises(ValueError, match=r"Unknown probe run\(s\) \['adagrpo_typo'\]"):
         probe.main(["--run_dir", str(tmp_path), "--runs", "adagrpo", "adagrpo_typo"])
