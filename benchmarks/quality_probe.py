@@ -120,12 +120,19 @@ def main(argv: list[str] | None = None) -> None:
         ["--dataset", args.dataset, "--max_steps", str(args.max_steps), "--eval_steps", str(args.eval_steps)]
     )
     recipe = quality.base_recipe(recipe_args)
-    report = {"run_dir": str(run_dir), "split": "validation", "sft_validation_hr@10": sft_validation_hr(run_dir)}
+    report = {
+        "command": "python benchmarks/quality_probe.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "run_dir": str(run_dir),
+        "split": "validation",
+        "max_steps": args.max_steps,
+        "sft_validation_hr@10": sft_validation_hr(run_dir),
+    }
     runs = {}
     for lr in args.learning_rates:
         for name in args.runs:
             overrides = known[name]
-            tag = f"probe_{name}_lr{lr:g}"
+            # Runs of another length get their own folder (the 200-step ones keep their original names).
+            tag = f"probe_{name}_lr{lr:g}" + (f"_steps{args.max_steps}" if args.max_steps != 200 else "")
             start = time.perf_counter()
             quality.train_for_selection(run_dir, recipe, args.seed, tag, {**overrides, "learning_rate": lr})
             history = json.loads((run_dir / "selection" / tag / "log_history.json").read_text())
