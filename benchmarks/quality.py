@@ -86,6 +86,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="RL learning rate of every method (default: the recipe's `train.learning_rate`).",
     )
     parser.add_argument(
+        "--gate_normalization",
+        choices=["diluted", "admitted"],
+        default=None,
+        help="Normaliser of the gated GRPO term (default: the recipe's, else `AdaGRPOConfig`'s `diluted`); the "
+        "identity for the always-gated methods (pure GRPO, mixtures).",
+    )
+    parser.add_argument(
         "--eval_samples", type=int, default=None, help="Validation users per periodic evaluation (default: all)."
     )
     parser.add_argument("--mixture_coefs", type=float, nargs="+", default=list(MIXTURE_COEFS))
@@ -128,6 +135,8 @@ def base_recipe(args: argparse.Namespace) -> dict[str, Any]:
         if args.learning_rate <= 0:
             raise ValueError(f"--learning_rate must be > 0, got {args.learning_rate}.")
         train["learning_rate"] = args.learning_rate
+    if args.gate_normalization is not None:
+        train["gate_normalization"] = args.gate_normalization
     recipe["train"] = train
     recipe["analyze"] = None
     return recipe

@@ -91,6 +91,15 @@ def test_learning_rate_overrides_the_recipe_for_every_method():
         quality.base_recipe(quality.parse_args(["--learning_rate", "0"]))
 
 
+def test_gate_normalization_overrides_the_recipe_only_when_given(capsys):
+    assert "gate_normalization" not in quality.base_recipe(quality.parse_args([]))["train"]
+    train = quality.base_recipe(quality.parse_args(["--gate_normalization", "admitted"]))["train"]
+    assert train["gate_normalization"] == "admitted"
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--gate_normalization", "per_token"])
+    assert "invalid choice: 'per_token'" in capsys.readouterr().err
+
+
 def test_method_subset_must_exist_and_keep_a_mixture():
     args = quality.parse_args(["--methods", "adagrpo", "mixture_1"])
     assert set(quality.method_grid(args, 0.25, 0.5)) == {"adagrpo", "mixture_1"}
