@@ -22,7 +22,7 @@ never read.
 ```bash
 python benchmarks/quality_probe.py --run_dir runs/quality/ml-100k/seed0 --learning_rates 1e-3 1e-5
 python benchmarks/quality_probe.py --run_dir runs/quality/ml-100k/seed0 --learning_rates 1e-5 \
-    --runs adagrpo_admitted adagrpo_beam mixture_1_beam --output benchmarks/results/quality_probe_levers.json
+    --runs adagrpo_admitted adagrpo_beam mixture_1_beam --output benchmarks/results/quality_probe_levers_ml-100k.json
 ```
 """
 

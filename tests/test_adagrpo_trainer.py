@@ -277,6 +277,25 @@ def test_admitted_normalisation_rescales_the_gated_term(tmp_path, tokenizer, dat
     torch.testing.assert_close(losses["admitted"], losses["diluted"] * float(expected_scale))
 
 
+def test_admitted_normalisation_is_the_identity_when_every_prompt_is_admitted(tmp_path, tokenizer, dataset):
+    # What lets the quality benchmark reuse its always-gated methods across `--gate_normalization` values.
+    losses = {}
+    for normalization in ("diluted", "admitted"):
+        trainer = make_trainer(
+            tmp_path / normalization,
+            tokenizer,
+            dataset,
+            gate_mode="always",
+            gate_normalization=normalization,
+            per_device_train_batch_size=16,
+        )
+        (inputs,), _ = run_one_step(trainer)
+        with torch.no_grad():
+            losses[normalization] = trainer.compute_loss(trainer.model, inputs)
+        assert "gate_loss_scale" not in inputs  # gate_mode="always" leaves the GRPO term untouched
+    assert torch.equal(losses["admitted"], losses["diluted"])
+
+
 def test_nll_is_untempered(tmp_path, tokenizer, dataset):
     trainer = make_trainer(tmp_path, tokenizer, dataset, gate_mode="never", temperature=0.5)
     (inputs,), _ = run_one_step(trainer)
