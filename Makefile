@@ -1,4 +1,4 @@
-.PHONY: install test test-fast quality style demo quickstart bench-quality clean
+.PHONY: install test test-fast quality style demo quickstart bench-quality bench-speed clean
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -35,9 +35,9 @@ bench-quality: install
 quickstart: install
 	HF_HUB_OFFLINE=1 $(PY) examples/quickstart.py
 
-# The speed benchmark, quick mode (about 3 minutes on 2 cores): AdaGRPO over GRPO step time, trie-constrained over
-# unconstrained beam search, trie build, evaluation throughput, scaling. Writes benchmarks/results/speed.json and
-# speed_scaling.png; `$(PY) benchmarks/speed.py` (no --quick) is the full run.
+# The speed benchmark, quick mode (1-2 minutes on 2 cores): AdaGRPO over GRPO step time, trie-constrained over
+# unconstrained beam search, trie build, evaluation throughput, scaling. Writes benchmarks/results/speed_quick.json and
+# speed_scaling_quick.png; `$(PY) benchmarks/speed.py` (no --quick) is the full run behind the committed speed.json.
 bench-speed: install
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(PY) benchmarks/speed.py --quick
 

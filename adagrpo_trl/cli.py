@@ -16,10 +16,11 @@
 YAML recipe (`--config recipe.yaml`) with command-line overrides; unknown keys are rejected.
 
     adagrpo-trl prepare --dataset ml-100k --output_dir runs/ml-100k/data
-    adagrpo-trl sft --config recipes/ml-100k/sft.yaml
+    adagrpo-trl sft --data_dir runs/ml-100k/data --output_dir runs/ml-100k/sft --use_cpu true --bf16 false
     adagrpo-trl train-ranker --data_dir runs/ml-100k/data --output_dir runs/ml-100k/ranker
     adagrpo-trl serve-ranker --ranker_dir runs/ml-100k/ranker --port 8000
-    adagrpo-trl train --config recipes/ml-100k/adagrpo.yaml
+    adagrpo-trl train --data_dir runs/ml-100k/data --model_name_or_path runs/ml-100k/sft --reward_funcs sasrec \
+        --ranker_path runs/ml-100k/ranker --output_dir runs/ml-100k/adagrpo --use_cpu true --bf16 false
     adagrpo-trl evaluate --model_path runs/ml-100k/adagrpo --data_dir runs/ml-100k/data
     adagrpo-trl analyze --model_path runs/ml-100k/sft --data_dir runs/ml-100k/data --ranker_path runs/ml-100k/ranker
     adagrpo-trl pipeline --config recipes/ml-100k/pipeline.yaml

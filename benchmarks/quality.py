@@ -33,13 +33,20 @@ python benchmarks/quality.py --dataset ml-1m --seeds 0                  # the he
 python benchmarks/quality.py --dataset synthetic --exposure_bias 0.2 0.5 0.8 0.95   # reward-noise sweep
 ```
 
-Runs are resumable: every stage and every method is skipped when its output folder is complete.
+Runs are resumable: every stage and every method is skipped when its output folder is complete. A variant of a table
+(another learning rate, normaliser, step budget) gets its own name and folder with `--tag`, and can reuse the shared
+stages of an earlier run instead of retraining them:
+
+```bash
+python benchmarks/quality.py --dataset ml-100k --learning_rate 1e-5 --tag lr1e-5 --reuse_from runs/quality/ml-100k
+```
 """
 
 import argparse
 import json
 import logging
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -111,9 +118,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="Synthetic only: simulator exposure-bias levels (reward noise, low to high); one table per level.",
     )
-    parser.add_argument("--output_dir", default=None, help="Run folder (default: runs/quality/<dataset>).")
+    parser.add_argument(
+        "--tag",
+        default=None,
+        help="Names a variant of the benchmark (e.g. `lr1e-5`): the report becomes `quality_<dataset>_<tag>.*` (the "
+        "sweep: `quality_synthetic_<tag>_bias<level>.*`) and the default run folder `runs/quality/<dataset>-<tag>`, so "
+        "a variant never overwrites, nor resumes from, the untagged run.",
+    )
+    parser.add_argument("--output_dir", default=None, help="Run folder (default: runs/quality/<dataset>[-<tag>]).")
+    parser.add_argument(
+        "--reuse_from",
+        default=None,
+        help="Another run folder of this benchmark (same dataset, recipe and seeds) whose shared stages (data, SFT "
+        "model, ranker) every seed links instead of retraining them; they must be complete.",
+    )
+    parser.add_argument(
+        "--reuse_methods",
+        nargs="+",
+        default=[],
+        help="With --reuse_from: always-gated methods (pure GRPO, mixtures) linked from that folder instead of "
+        "retrained, when their training settings equal this run's except `gate_normalization` (the identity for them).",
+    )
     parser.add_argument("--results_dir", default="benchmarks/results", help="Where the committed report goes.")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.tag is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.tag):
+        parser.error(f"--tag must be letters, digits, '.', '_' or '-' (it names files), got {args.tag!r}.")
+    if args.reuse_methods and args.reuse_from is None:
+        parser.error("--reuse_methods needs --reuse_from (the run folder the methods come from).")
+    return args
+
+
+def report_stem(args: argparse.Namespace, level: str | None = None) -> str:
+    """`quality_<dataset>[_<tag>][_<level>]`: the file name of a report (without its extension)."""
+    return "_".join(["quality", args.dataset, *([args.tag] if args.tag else []), *([level] if level else [])])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -220,6 +257,75 @@ def select_tau_rho(args: argparse.Namespace, recipe: dict[str, Any], run_dir: Pa
     # Ties go to the first candidate of the grid (the smaller τ, then the smaller ρ).
     chosen = max(grid, key=lambda row: row["validation_hr@10"])
     return {"seed": seed, "split": "validation", "grid": grid, "chosen": chosen}
+
+
+SHARED_STAGES = {"data": "catalog.json", "sft": "sft_complete.json", "ranker": "quality_report.json"}
+
+
+def link_shared_stages(source_run: Path, run_dir: Path) -> None:
+    """
+    Links a seed's complete shared stages (data, SFT model, ranker) from another run folder of this benchmark into
+    `run_dir`, where they are missing. A stage that is incomplete in the source is refused rather than linked: the
+    pipeline would otherwise retrain it *inside* the source run.
+    """
+    for stage, marker in SHARED_STAGES.items():
+        source = source_run / stage
+        if not (source / marker).exists():
+            raise FileNotFoundError(
+                f"--reuse_from: {source} is not a complete {stage!r} stage ({marker} is missing); finish that run first "
+                "or drop --reuse_from."
+            )
+        target = run_dir / stage
+        if target.is_symlink() or target.exists():
+            continue  # already linked (a resumed run) or trained here
+        run_dir.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(source.resolve(), target_is_directory=True)
+
+
+def link_reused_method(
+    source_run: Path, run_dir: Path, name: str, recipe: dict[str, Any], overrides: dict[str, Any], seed: int
+) -> None:
+    """
+    Links one always-gated method's trained folder from another run folder, after checking that it was trained with
+    this run's settings: the seed and every `AdaGRPOConfig` field of the recipe's `train` section and the method's
+    overrides, except `gate_normalization`, which is the identity when every prompt is admitted.
+    """
+    import dataclasses
+
+    import torch
+
+    from adagrpo_trl.adagrpo_config import AdaGRPOConfig
+
+    if overrides.get("gate_mode") != "always":
+        raise ValueError(
+            f"--reuse_methods: {name!r} is not always-gated (gate_mode={overrides.get('gate_mode')!r}); only pure GRPO "
+            "and the fixed mixtures can be reused."
+        )
+    target = run_dir / "methods" / name
+    if target.is_symlink() or (target / "log_history.json").exists():
+        return
+    source = source_run / "methods" / name
+    if not (source / "log_history.json").exists():
+        raise FileNotFoundError(f"--reuse_methods: {source} is not a trained method (log_history.json is missing).")
+    trained = torch.load(source / "training_args.bin", weights_only=False)
+    fields = {field.name for field in dataclasses.fields(AdaGRPOConfig)}
+    expected = {"seed": seed, **recipe["train"], **overrides}
+    for key, value in expected.items():
+        if key not in fields or key == "gate_normalization":
+            continue
+        got = getattr(trained, key)
+        got = getattr(got, "value", got)  # transformers turns some strings into enums
+        if got != value:
+            raise ValueError(
+                f"--reuse_methods: {source} was trained with {key}={got!r}, this run uses {key}={value!r}; retrain it "
+                "here (drop it from --reuse_methods)."
+            )
+    if target.exists():
+        raise FileExistsError(
+            f"--reuse_methods: {target} holds an unfinished training run; delete it to link {source}."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(source.resolve(), target_is_directory=True)
 
 
 def run_seed(recipe: dict[str, Any], run_dir: Path, seed: int, methods: dict[str, Any]) -> dict[str, Any]:
@@ -453,13 +559,35 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     temporary.replace(path)
 
 
-def benchmark(args: argparse.Namespace, dataset_tag: str, recipe: dict[str, Any], output_dir: Path) -> dict[str, Any]:
-    """Selection on the first seed's validation split, then every method for every seed; returns the report."""
+def benchmark(
+    args: argparse.Namespace,
+    dataset_tag: str,
+    recipe: dict[str, Any],
+    output_dir: Path,
+    reuse_dir: Path | None = None,
+) -> dict[str, Any]:
+    """
+    Selection on the first seed's validation split, then every method for every seed; returns the report. With
+    `reuse_dir`, the seeds' shared stages (and `args.reuse_methods`) are linked from that run folder first.
+    """
     start = time.perf_counter()
+    if reuse_dir is not None:
+        if reuse_dir.resolve() == output_dir.resolve():
+            raise ValueError(f"--reuse_from {reuse_dir} is this run's own folder; give another run's folder.")
+        for seed in args.seeds:
+            link_shared_stages(reuse_dir / f"seed{seed}", output_dir / f"seed{seed}")
     selection = select_tau_rho(args, recipe, output_dir / f"seed{args.seeds[0]}", args.seeds[0])
     tau, rho = selection["chosen"]["gate_tau"], selection["chosen"]["gate_rho"]
     logger.info("chosen on validation: gate_tau=%g gate_rho=%g", tau, rho)
     methods = method_grid(args, tau, rho)
+    unknown = sorted(set(args.reuse_methods) - set(methods))
+    if unknown:
+        raise ValueError(f"--reuse_methods: {unknown} are not methods of this run ({sorted(methods)}).")
+    for seed in args.seeds:
+        for name in args.reuse_methods:
+            link_reused_method(
+                reuse_dir / f"seed{seed}", output_dir / f"seed{seed}", name, recipe, methods[name], seed
+            )
     per_seed = []
     for seed in args.seeds:
         run_dir = output_dir / f"seed{seed}"
@@ -470,7 +598,9 @@ def benchmark(args: argparse.Namespace, dataset_tag: str, recipe: dict[str, Any]
     command = "python benchmarks/quality.py " + " ".join(sys.argv[1:])
     return {
         "dataset": dataset_tag,
+        "tag": args.tag,
         "command": command,
+        "reused_from": None if reuse_dir is None else {"run_dir": str(reuse_dir), "methods": list(args.reuse_methods)},
         "versions": versions(),
         "hardware": hardware(),
         "seeds": list(args.seeds),
@@ -511,13 +641,14 @@ def write_outputs(report: dict[str, Any], results_dir: Path, stem: str, title: s
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
-    output_dir = Path(args.output_dir or f"runs/quality/{args.dataset}")
+    output_dir = Path(args.output_dir or f"runs/quality/{args.dataset}" + (f"-{args.tag}" if args.tag else ""))
+    reuse_dir = None if args.reuse_from is None else Path(args.reuse_from)
     recipe = base_recipe(args)
     if args.dataset != "synthetic":
         if args.exposure_bias is not None:
             raise ValueError("--exposure_bias is only for --dataset synthetic.")
-        report = benchmark(args, args.dataset, recipe, output_dir)
-        write_outputs(report, Path(args.results_dir), f"quality_{args.dataset}", f"{args.dataset} quality benchmark")
+        report = benchmark(args, args.dataset, recipe, output_dir, reuse_dir)
+        write_outputs(report, Path(args.results_dir), report_stem(args), f"{args.dataset} quality benchmark")
         return
     levels = args.exposure_bias or [0.2, 0.5, 0.8, 0.95]
     sweep = []
@@ -526,8 +657,11 @@ def main(argv: list[str] | None = None) -> None:
         prepare = recipe["prepare"] if args.recipe else SYNTHETIC_PREPARE
         level_recipe = {**recipe, "prepare": {**prepare, "dataset": "synthetic", "exposure_bias": bias}}
         tag = f"synthetic_bias{bias:g}"
-        report = benchmark(args, tag, level_recipe, output_dir / f"bias{bias:g}")
-        write_outputs(report, Path(args.results_dir), f"quality_{tag}", f"synthetic, exposure bias {bias:g}")
+        level_reuse = None if reuse_dir is None else reuse_dir / f"bias{bias:g}"
+        report = benchmark(args, tag, level_recipe, output_dir / f"bias{bias:g}", level_reuse)
+        write_outputs(
+            report, Path(args.results_dir), report_stem(args, f"bias{bias:g}"), f"synthetic, exposure bias {bias:g}"
+        )
         methods = report["methods"]
         best_mixture = report["best_mixture"]
         sweep.append(
@@ -543,7 +677,7 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
     _write_json(
-        Path(args.results_dir) / "quality_synthetic_sweep.json",
+        Path(args.results_dir) / f"{report_stem(args, 'sweep')}.json",
         {"command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]), "levels": sweep},
     )
 

@@ -45,8 +45,9 @@ python benchmarks/speed.py             # about 3 minutes: more steps and repeats
 python benchmarks/speed.py --sections trie generate    # what benchmarks/trie_build.py measured
 ```
 
-Each figure is printed as `name: value`, with the targets; everything goes to `benchmarks/results/speed.json` and the
-scaling plot to `benchmarks/results/speed_scaling.png`.
+Each figure is printed as `name: value`, with the targets. The full run writes `benchmarks/results/speed.json` and the
+scaling plot `benchmarks/results/speed_scaling.png` (the committed results); `--quick` writes `speed_quick.json` and
+`speed_scaling_quick.png` beside them, never over the committed files.
 """
 
 import argparse

@@ -143,6 +143,40 @@ def test_format_table_has_one_row_per_method_and_checkpoint():
     assert rows[0].startswith("| SFT | – | 50.00 ± 0.00")
 
 
+def test_tag_names_the_report_and_the_run_folder(capsys):
+    assert quality.report_stem(quality.parse_args([])) == "quality_ml-100k"
+    assert quality.report_stem(quality.parse_args(["--tag", "lr1e-5"])) == "quality_ml-100k_lr1e-5"
+    tagged = quality.parse_args(["--dataset", "synthetic", "--tag", "lr1e-4"])
+    assert quality.report_stem(tagged, "bias0.2") == "quality_synthetic_lr1e-4_bias0.2"
+    assert quality.report_stem(tagged, "sweep") == "quality_synthetic_lr1e-4_sweep"
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--tag", "../lr"])
+    assert "--tag must be letters, digits" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--reuse_methods", "grpo"])
+    assert "--reuse_methods needs --reuse_from" in capsys.readouterr().err
+
+
+def test_reuse_refuses_incomplete_stages_and_gated_methods(tmp_path):
+    source, target = tmp_path / "source" / "seed0", tmp_path / "target" / "seed0"
+    for stage, marker in quality.SHARED_STAGES.items():
+        (source / stage).mkdir(parents=True)
+        if stage != "ranker":
+            (source / stage / marker).write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"source/seed0/ranker is not a complete 'ranker' stage"):
+        quality.link_shared_stages(source, target)
+    (source / "ranker" / "quality_report.json").write_text("{}")
+    quality.link_shared_stages(source, target)
+    for stage in quality.SHARED_STAGES:
+        assert (target / stage).is_symlink() and (target / stage).resolve() == (source / stage).resolve()
+    quality.link_shared_stages(source, target)  # a resumed run keeps its links
+    recipe = {"train": {"learning_rate": 1e-5}}
+    with pytest.raises(ValueError, match=r"'adagrpo' is not always-gated"):
+        quality.link_reused_method(source, target, "adagrpo", recipe, {"gate_mode": "adaptive"}, seed=0)
+    with pytest.raises(FileNotFoundError, match=r"methods/grpo is not a trained method"):
+        quality.link_reused_method(source, target, "grpo", recipe, {"gate_mode": "always", "nll_coef": 0.0}, seed=0)
+
+
 @pytest.mark.slow
 def test_quality_benchmark_end_to_end_on_the_tiny_simulator(tmp_path):
     """The whole benchmark on the tiny synthetic recipe, 2 seeds: the committed report's shape, from real runs."""
@@ -207,6 +241,37 @@ def test_quality_benchmark_end_to_end_on_the_tiny_simulator(tmp_path):
     assert (results / "quality_synthetic_bias0.8.png").stat().st_size > 0
     sweep = json.loads((results / "quality_synthetic_sweep.json").read_text())
     assert [level["exposure_bias"] for level in sweep["levels"]] == [0.8]
+
+    # A tagged variant (the admitted normaliser) reusing the shared stages and the always-gated methods: its own report
+    # files and run folder, the untagged report untouched, the reused methods' test metrics identical.
+    untagged = {path.name: path.read_bytes() for path in results.iterdir()}
+    common = ["--dataset", "synthetic", "--recipe", str(REPO / "recipes" / "synthetic" / "pipeline_tiny.yaml")]
+    common += ["--exposure_bias", "0.8", "--seeds", "0", "1", "--max_steps", "4", "--eval_steps", "2"]
+    common += ["--eval_samples", "20", "--mixture_coefs", "0.1", "1", "3", "--results_dir", str(results)]
+    with pytest.raises(ValueError, match=r"trained with learning_rate=.*this run uses learning_rate=0.5"):
+        quality.main(
+            [*common, "--tag", "bad", "--learning_rate", "0.5", "--tau_grid", "0.5", "--rho_grid", "0.5"]
+            + ["--output_dir", str(tmp_path / "runs-bad"), "--reuse_from", str(tmp_path / "runs")]
+            + ["--reuse_methods", "grpo"]
+        )
+    quality.main(
+        [*common, "--tag", "admitted", "--gate_normalization", "admitted", "--tau_grid", "0.5", "--rho_grid", "0.5"]
+        + ["--output_dir", str(tmp_path / "runs-admitted"), "--reuse_from", str(tmp_path / "runs")]
+        + ["--reuse_methods", "grpo", "mixture_0.1", "mixture_1", "mixture_3"]
+    )
+    assert {path.name: path.read_bytes() for path in results.iterdir() if path.name in untagged} == untagged
+    variant = json.loads((results / "quality_synthetic_admitted_bias0.8.json").read_text())
+    assert variant["tag"] == "admitted" and variant["reused_from"]["methods"][0] == "grpo"
+    assert (results / "quality_synthetic_admitted_sweep.json").exists()
+    for seed in ("seed0", "seed1"):
+        run_dir = tmp_path / "runs-admitted" / "bias0.8" / seed
+        assert (run_dir / "sft").resolve() == (tmp_path / "runs" / "bias0.8" / seed / "sft").resolve()
+        assert (run_dir / "methods" / "mixture_1").is_symlink()
+        assert not (run_dir / "methods" / "adagrpo").is_symlink()
+    for name in ("grpo", "mixture_0.1", "mixture_1", "mixture_3"):
+        assert variant["methods"][name]["final"] == report["methods"][name]["final"]
+        assert variant["methods"][name]["best"] == report["methods"][name]["best"]
+    assert variant["methods"]["sft"]["final"] == report["methods"]["sft"]["final"]
 
 
 def test_probe_refuses_a_run_dir_without_the_shared_stages(tmp_path):
