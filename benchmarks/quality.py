@@ -137,7 +137,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=[],
         help="With --reuse_from: always-gated methods (pure GRPO, mixtures) linked from that folder instead of "
-        "retrained, when their training settings equal this run's except `gate_normalization` (the identity for them).",
+        "retrained, when their training settings (`AdaGRPOConfig` fields and seed) equal this run's except "
+        "`gate_normalization` (the identity for them); the validation settings (`--eval_samples`) are not checked.",
     )
     parser.add_argument("--results_dir", default="benchmarks/results", help="Where the committed report goes.")
     args = parser.parse_args(argv)
