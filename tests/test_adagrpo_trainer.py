@@ -249,24 +249,31 @@ def test_gradient_accumulation_invariance(tmp_path, tokenizer, dataset, loss_typ
     assert_same_grads(grads_accumulated, grads_single)
 
 
-@pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
-def test_admitted_normalisation_rescales_the_gated_term(tmp_path, tokenizer, dataset, loss_type):
-    ForcedGateTrainer.pattern = staticmethod(alternate)
-    losses = {}
+def _loss_per_normalization(tmp_path, tokenizer, dataset, **overrides):
+    """One step of a 16-row trainer per `gate_normalization`; the loss on that step's batch, and the batch, of each."""
+    losses, batches = {}, {}
     for normalization in ("diluted", "admitted"):
         trainer = make_trainer(
             tmp_path / normalization,
             tokenizer,
             dataset,
-            trainer_cls=ForcedGateTrainer,
-            loss_type=loss_type,
-            nll_coef=0.0,
             gate_normalization=normalization,
             per_device_train_batch_size=16,
+            **overrides,
         )
-        (inputs,), _ = run_one_step(trainer)
+        (batches[normalization],), _ = run_one_step(trainer)
         with torch.no_grad():
-            losses[normalization] = trainer.compute_loss(trainer.model, inputs)
+            losses[normalization] = trainer.compute_loss(trainer.model, batches[normalization])
+    return losses, batches
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
+def test_admitted_normalisation_rescales_the_gated_term(tmp_path, tokenizer, dataset, loss_type):
+    ForcedGateTrainer.pattern = staticmethod(alternate)
+    losses, batches = _loss_per_normalization(
+        tmp_path, tokenizer, dataset, trainer_cls=ForcedGateTrainer, loss_type=loss_type, nll_coef=0.0
+    )
+    inputs = batches["admitted"]
     mask = inputs["completion_mask"]
     if loss_type == "grpo":  # rows: 16 rows, half admitted
         expected_scale = 2.0
@@ -279,19 +286,8 @@ def test_admitted_normalisation_rescales_the_gated_term(tmp_path, tokenizer, dat
 
 def test_admitted_normalisation_is_the_identity_when_every_prompt_is_admitted(tmp_path, tokenizer, dataset):
     # What lets the quality benchmark reuse its always-gated methods across `--gate_normalization` values.
-    losses = {}
-    for normalization in ("diluted", "admitted"):
-        trainer = make_trainer(
-            tmp_path / normalization,
-            tokenizer,
-            dataset,
-            gate_mode="always",
-            gate_normalization=normalization,
-            per_device_train_batch_size=16,
-        )
-        (inputs,), _ = run_one_step(trainer)
-        with torch.no_grad():
-            losses[normalization] = trainer.compute_loss(trainer.model, inputs)
+    losses, batches = _loss_per_normalization(tmp_path, tokenizer, dataset, gate_mode="always")
+    for inputs in batches.values():
         assert "gate_loss_scale" not in inputs  # gate_mode="always" leaves the GRPO term untouched
     assert torch.equal(losses["admitted"], losses["diluted"])
 
