@@ -15,6 +15,8 @@
 
 __version__ = "0.1.0.dev0"
 
+from typing import TYPE_CHECKING, Any
+
 from .adagrpo_config import AdaGRPOConfig
 from .adagrpo_trainer import AdaGRPOTrainer
 from .analysis import format_stratified_analysis, stratified_analysis
@@ -31,7 +33,21 @@ from .gating import (
     sample_cross_negatives,
     top_fraction_cutoff,
 )
-from .rewards import HTTPRanker, RankerError, RankerReward, SASRecRanker, get_reward_funcs
+from .rankers import RankerError, SASRecRanker
+from .rewards import RankerReward, get_reward_funcs
+
+
+if TYPE_CHECKING:
+    from .rankers.http import HTTPRanker
+
+
+def __getattr__(name: str) -> Any:
+    # The HTTP client is imported on first use, so that importing adagrpo_trl does not import Starlette/Uvicorn/HTTPX.
+    if name == "HTTPRanker":
+        from .rankers.http import HTTPRanker
+
+        return HTTPRanker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

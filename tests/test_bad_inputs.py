@@ -514,8 +514,8 @@ def test_prepared_data_save_keeps_the_previous_folder(tmp_path, monkeypatch):
 
 
 def test_sasrec_save_keeps_the_previous_weights(tmp_path, monkeypatch):
-    from adagrpo_trl.rewards import sasrec
-    from adagrpo_trl.rewards.sasrec import SASRecConfig, SASRecRanker
+    from adagrpo_trl.rankers import sasrec
+    from adagrpo_trl.rankers.sasrec import SASRecConfig, SASRecRanker
 
     ranker = SASRecRanker(SASRecConfig(max_len=4, hidden_size=8, num_layers=1, num_heads=1), ["a", "b"], "cpu")
     ranker.save(tmp_path)

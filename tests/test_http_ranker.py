@@ -27,14 +27,8 @@ import torch
 
 from adagrpo_trl import AdaGRPOTrainer
 from adagrpo_trl.catalog import ItemCatalog
-from adagrpo_trl.rewards import (
-    HTTPRanker,
-    RankerError,
-    RankerReward,
-    SASRecConfig,
-    SASRecRanker,
-    run_server_in_thread,
-)
+from adagrpo_trl.rankers import HTTPRanker, RankerError, RankerServerThread, SASRecConfig, SASRecRanker
+from adagrpo_trl.rewards import RankerReward
 
 from . import toy
 
@@ -64,7 +58,7 @@ def ranker():
 
 @pytest.fixture(scope="module")
 def server(ranker):
-    handle = run_server_in_thread(ranker, max_batch=64, max_body_bytes=20_000)
+    handle = RankerServerThread(ranker, max_batch=64, max_body_bytes=20_000).start()
     yield handle
     handle.stop()
 
@@ -159,7 +153,7 @@ def test_client_rejected_request_is_not_retried(server):
 
 def test_server_errors_are_retried_then_raise():
     failing = FailingRanker()
-    with run_server_in_thread(failing) as handle, HTTPRanker(handle.url, max_retries=2, backoff=0.01) as client:
+    with RankerServerThread(failing) as handle, HTTPRanker(handle.url, max_retries=2, backoff=0.01) as client:
         with pytest.raises(RankerError, match=r"after 3 attempt\(s\): HTTP 500.*model not loaded"):
             client.score(*pairs(3))
     assert failing.calls == 3
@@ -167,7 +161,7 @@ def test_server_errors_are_retried_then_raise():
 
 def test_non_finite_scores_come_back_as_nan_and_are_gated_out():
     catalog = ItemCatalog(ITEM_IDS, toy.ITEMS)
-    with run_server_in_thread(NaNRanker()) as handle, HTTPRanker(handle.url) as client:
+    with RankerServerThread(NaNRanker()) as handle, HTTPRanker(handle.url) as client:
         assert [math.isnan(s) for s in client.score([{}, {}], ["item3", "item4"])] == [True, False]
         reward = RankerReward(client, catalog, on_failure="gate_out")
         assert reward(completions=[toy.ITEMS[3], toy.ITEMS[4]], history=[[], []]) == [None, 1.0]
@@ -181,7 +175,7 @@ def test_client_timeout_raises_after_bounded_retries():
             release.wait(3)
             return [0.0] * len(candidate_item_ids)
 
-    handle = run_server_in_thread(SlowRanker())
+    handle = RankerServerThread(SlowRanker()).start()
     try:
         with HTTPRanker(handle.url, timeout=0.2, max_retries=1, backoff=0.05) as client:
             start = time.monotonic()
@@ -197,7 +191,7 @@ def test_server_killed_mid_run(ranker, tmp_path):
     """A real server process, killed between two scoring calls: the client gives up after bounded retries."""
     ranker.save(tmp_path / "ranker")
     port = free_port()
-    command = [sys.executable, "-m", "adagrpo_trl.rewards.http", "--ranker-dir", str(tmp_path / "ranker")]
+    command = [sys.executable, "-m", "adagrpo_trl.rankers.http", "--ranker-dir", str(tmp_path / "ranker")]
     command += ["--port", str(port), "--device", "cpu", "--log-level", "warning"]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"

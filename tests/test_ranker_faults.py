@@ -35,7 +35,8 @@ from transformers import TrainerCallback
 from adagrpo_trl import AdaGRPOTrainer
 from adagrpo_trl.catalog import ItemCatalog
 from adagrpo_trl.constrained import make_trie_processor_factory
-from adagrpo_trl.rewards import HTTPRanker, RankerError, RankerReward, run_server_in_thread
+from adagrpo_trl.rankers import HTTPRanker, RankerError, RankerServerThread
+from adagrpo_trl.rewards import RankerReward
 
 from . import toy
 from .test_http_ranker import ITEM_IDS, free_port, with_history
@@ -312,7 +313,7 @@ def history_pairs(count):
 
 def test_http_timeout_is_retried_and_recovers():
     ranker = SlowServerRanker(slow={0}, seconds=1.0)
-    with run_server_in_thread(ranker) as server:
+    with RankerServerThread(ranker) as server:
         # the first attempt times out; the retry starts after the slow request is over and succeeds
         with HTTPRanker(server.url, timeout=0.5, max_retries=1, backoff=1.5) as client:
             assert client.score(*history_pairs(3)) == CyclicRanker().score(*history_pairs(3))
@@ -322,7 +323,7 @@ def test_http_timeout_is_retried_and_recovers():
 def test_http_timeouts_after_the_retries_are_counted_failures():
     ranker = SlowServerRanker(slow={0, 1, 2}, seconds=5.0)
     log = {}
-    with run_server_in_thread(ranker) as server:
+    with RankerServerThread(ranker) as server:
         try:
             client = HTTPRanker(server.url, timeout=0.3, max_retries=1, backoff=0.05)
             reward = RankerReward(client, CATALOG, on_failure="gate_out")
@@ -352,7 +353,7 @@ def test_http_timeouts_after_the_retries_are_counted_failures():
 
 
 class ServerProcess:
-    """`python -m adagrpo_trl.rewards.http` serving `CyclicRanker` on a fixed port."""
+    """`python -m adagrpo_trl.rankers.http` serving `CyclicRanker` on a fixed port."""
 
     def __init__(self, port):
         self.port, self.url, self.process = port, f"http://127.0.0.1:{port}", None
@@ -361,7 +362,7 @@ class ServerProcess:
         command = [
             sys.executable,
             "-m",
-            "adagrpo_trl.rewards.http",
+            "adagrpo_trl.rankers.http",
             "--ranker",
             "tests.test_ranker_faults:CyclicRanker",
         ]

@@ -14,6 +14,8 @@
 """RankerReward with a fake ranker: hand-computed rewards, invalid items, transforms, batching, failures, registry."""
 
 import math
+import subprocess
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -22,16 +24,8 @@ import pytest
 from torch import nn
 from trl.trainer.utils import get_callable_name
 
-from adagrpo_trl.rewards import (
-    REWARD_FACTORIES,
-    HTTPRanker,
-    RankerError,
-    RankerReward,
-    SASRecConfig,
-    SASRecRanker,
-    get_reward_funcs,
-    resolve_dotted_path,
-)
+from adagrpo_trl.rankers import HTTPRanker, RankerError, SASRecConfig, SASRecRanker
+from adagrpo_trl.rewards import REWARD_FACTORIES, RankerReward, get_reward_funcs, resolve_dotted_path
 
 from . import toy
 
@@ -375,6 +369,35 @@ def test_dotted_paths():
     assert func is plain_reward_function
     with pytest.raises(ValueError, match="catalog"):
         get_reward_funcs(["tests.test_rewards:FAKE_RANKER"])
+
+
+def test_importing_the_package_does_not_import_the_http_stack():
+    code = (
+        "import adagrpo_trl, adagrpo_trl.rewards, adagrpo_trl.rankers, sys; "
+        "assert not any(m.split('.')[0] in ('starlette', 'uvicorn', 'httpx') for m in sys.modules), "
+        "sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', 'httpx'))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ranker_names_still_import_from_rewards():
+    import adagrpo_trl.rankers as rankers
+    import adagrpo_trl.rewards as rewards
+    from adagrpo_trl import HTTPRanker as top_level_http_ranker
+    from adagrpo_trl.rankers import http
+
+    moved = ["SASRecConfig", "SASRecRanker", "sequences_from_logs", "train_ranker", "Ranker", "RankerError"]
+    moved += ["popularity_buckets", "ranker_quality_report", "format_quality_report", "resolve_dotted_path"]
+    moved += ["HTTPRanker", "RankerServerThread", "create_app", "serve_ranker"]
+    for name in moved:
+        assert getattr(rewards, name) is getattr(rankers, name), name
+    assert rewards.run_server_in_thread is http.run_server_in_thread
+    assert top_level_http_ranker is HTTPRanker
+    for module in (rewards, rankers):
+        for name in module.__all__:
+            getattr(module, name)
+        with pytest.raises(AttributeError, match="NOPE"):
+            module.NOPE  # noqa: B018
 
 
 # ---------------------------------------------------------------------------------------------------------------------

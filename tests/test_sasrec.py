@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import torch
 
-from adagrpo_trl.rewards import (
+from adagrpo_trl.rankers import (
     SASRecConfig,
     SASRecRanker,
     format_quality_report,

@@ -13,16 +13,8 @@
 # limitations under the License.
 """
 [`RankerReward`]: any ranker (a CTR model, SASRec, a remote service) as a TRL reward function and as the scorer of
-AdaGRPO's gate.
-
-A *ranker* is any object with
-
-```python
-def score(self, contexts: list[dict], candidate_item_ids: list[str]) -> Sequence[float]: ...
-```
-
-returning one score per `(context, candidate)` pair, higher = better. Contexts are the dataset columns of each row
-(`user_id`, `history`, ...), candidates are catalog item ids.
+AdaGRPO's gate. A ranker is anything with `score(contexts, candidate_item_ids)`, see
+[`~adagrpo_trl.rankers.Ranker`].
 """
 
 from __future__ import annotations
@@ -35,7 +27,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
+
+from ..rankers.base import Ranker, RankerError
 
 
 logger = logging.getLogger(__name__)
@@ -49,17 +43,6 @@ _TRL_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments", "prom
 _MAX_VALIDITY_CACHE = 65_536
 # TRL stores rewards as float32: a larger finite score would become inf there.
 _FLOAT32_MAX = 3.4028234663852886e38
-
-
-class RankerError(RuntimeError):
-    """A ranker could not score a batch: it raised, timed out, or returned a wrong-length or non-finite answer."""
-
-
-@runtime_checkable
-class Ranker(Protocol):
-    """Anything with `score(contexts, candidate_item_ids) -> Sequence[float]` (one score per pair, higher = better)."""
-
-    def score(self, contexts: list[dict[str, Any]], candidate_item_ids: list[str]) -> Sequence[float]: ...
 
 
 class SIDCatalog(Protocol):
@@ -103,7 +86,7 @@ class RankerReward:
     3. The score is transformed (`transform`) and returned.
 
     Failures are never silent. A batch for which the ranker raises (including [`RankerError`] from
-    [`~adagrpo_trl.rewards.HTTPRanker`] after its retries), exceeds `timeout`, or answers with the wrong number of
+    [`~adagrpo_trl.rankers.HTTPRanker`] after its retries), exceeds `timeout`, or answers with the wrong number of
     scores fails as a whole; a non-finite (NaN/inf) score, or one beyond float32's range (TRL stores rewards as
     float32), fails its row. With `on_failure="raise"` the call raises a [`RankerError`] naming the reward, the ranker
     and the batch (its first item ids). With `on_failure="gate_out"` the failed rows get `None`: TRL turns it into
@@ -139,7 +122,7 @@ class RankerReward:
     Args:
         ranker (`Ranker`):
             Any object with `score(contexts: list[dict], candidate_item_ids: list[str]) -> Sequence[float]`, e.g.
-            [`~adagrpo_trl.rewards.SASRecRanker`] or [`~adagrpo_trl.rewards.HTTPRanker`].
+            [`~adagrpo_trl.rankers.SASRecRanker`] or [`~adagrpo_trl.rankers.HTTPRanker`].
         catalog (`ItemCatalog`):
             Maps SID strings to item ids; only `sid_to_item(sid) -> str | None` (`None` = not an item) is used.
         invalid_reward (`float`, *optional*, defaults to `-1.0`):
@@ -157,7 +140,7 @@ class RankerReward:
         timeout (`float`, *optional*):
             Seconds one `ranker.score` call may take; a slower call fails its batch. The call runs in a worker thread
             that cannot be interrupted: a hung in-process ranker keeps its thread, so prefer the ranker's own timeouts
-            ([`~adagrpo_trl.rewards.HTTPRanker`] has them). `None` waits indefinitely.
+            ([`~adagrpo_trl.rankers.HTTPRanker`] has them). `None` waits indefinitely.
         tokenizer ([`~transformers.PreTrainedTokenizerBase`], *optional*):
             Decodes token ids in [`invalid_mask`]. Without it, [`invalid_mask`] answers from the completions this
             object has scored (AdaGRPO calls it right after the rollouts were scored, so this suffices there).
@@ -173,7 +156,8 @@ class RankerReward:
 
     ```python
     from adagrpo_trl import AdaGRPOTrainer, ItemCatalog
-    from adagrpo_trl.rewards import RankerReward, SASRecRanker
+    from adagrpo_trl.rankers import SASRecRanker
+    from adagrpo_trl.rewards import RankerReward
 
     reward = RankerReward(SASRecRanker.load("ranker"), ItemCatalog.load("catalog.json"), transform="sigmoid")
     trainer = AdaGRPOTrainer(model=..., reward_funcs=reward, args=..., train_dataset=...)

@@ -15,7 +15,7 @@
 A ranker as an HTTP service, because production rankers are services: a server (Starlette + Uvicorn) that serves any
 ranker object, and [`HTTPRanker`], a client with batching, connection reuse, timeouts, bounded retries with
 exponential backoff, and concurrent batches, usable wherever a ranker is (e.g. inside
-[`~adagrpo_trl.rewards.RankerReward`]).
+[`~adagrpo_trl.RankerReward`]).
 
 Protocol (JSON over HTTP):
 
@@ -26,7 +26,7 @@ Protocol (JSON over HTTP):
   `413` for a body or a batch over the limits, `422` for a well-formed body with missing or unknown keys, wrong types
   or a length mismatch, `500` when the ranker fails.
 
-Run a server from the command line with `python -m adagrpo_trl.rewards.http --ranker-dir path/to/sasrec` (or
+Run a server from the command line with `python -m adagrpo_trl.rankers.http --ranker-dir path/to/sasrec` (or
 `--ranker my_pkg.module:my_ranker`); it binds to `127.0.0.1` unless told otherwise. The server has no
 authentication: keep it on loopback or behind one.
 """
@@ -34,6 +34,7 @@ authentication: keep it on loopback or behind one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import logging
@@ -51,7 +52,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .ranker_reward import RankerError
+from .base import RankerError, resolve_dotted_path
 
 
 logger = logging.getLogger(__name__)
@@ -183,6 +184,17 @@ def _warn_if_exposed(host: str) -> None:
         logger.warning("Serving the ranker on %s, beyond loopback: the server has no authentication.", host)
 
 
+def _uvicorn_server(
+    ranker: Any, host: str, port: int, max_batch: int, max_body_bytes: int, log_level: str, access_log: bool
+) -> Any:
+    import uvicorn
+
+    _warn_if_exposed(host)
+    app = create_app(ranker, max_batch=max_batch, max_body_bytes=max_body_bytes)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off", access_log=access_log)
+    return uvicorn.Server(config)
+
+
 def serve_ranker(
     ranker: Any,
     host: str = "127.0.0.1",
@@ -192,11 +204,13 @@ def serve_ranker(
     log_level: str = "info",
 ) -> None:
     """
-    Serves `ranker` over HTTP with Uvicorn until interrupted (blocking). Binds to loopback by default.
+    Serves `ranker` over HTTP with Uvicorn until interrupted (blocking). Binds to loopback by default. The one serve
+    entry point: `adagrpo-trl serve-ranker` and `python -m adagrpo_trl.rankers.http` call it; [`RankerServerThread`]
+    runs the same app in a background thread instead.
 
     Args:
         ranker (`Ranker`):
-            Anything with `score(contexts, candidate_item_ids)`, e.g. [`~adagrpo_trl.rewards.SASRecRanker`].
+            Anything with `score(contexts, candidate_item_ids)`, e.g. [`~adagrpo_trl.rankers.SASRecRanker`].
         host (`str`, *optional*, defaults to `"127.0.0.1"`):
             Interface to bind; anything but loopback logs a warning (no authentication).
         port (`int`, *optional*, defaults to `8000`):
@@ -205,21 +219,47 @@ def serve_ranker(
             Request limits, see [`create_app`].
         log_level (`str`, *optional*, defaults to `"info"`):
             Uvicorn's log level.
-    """
-    import uvicorn
 
-    _warn_if_exposed(host)
-    app = create_app(ranker, max_batch=max_batch, max_body_bytes=max_body_bytes)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="off")
+    Example:
+
+    ```python
+    from adagrpo_trl.rankers import SASRecRanker, serve_ranker
+
+    serve_ranker(SASRecRanker.load("ranker"), port=8000)
+    ```
+    """
+    server = _uvicorn_server(ranker, host, port, max_batch, max_body_bytes, log_level, access_log=True)
+    with contextlib.suppress(KeyboardInterrupt):  # as `uvicorn.run` does
+        server.run()
 
 
 class RankerServerThread:
     """
-    A ranker server running in a background thread of this process (tests, notebooks, single-machine runs). Use it
-    as a context manager, or call [`stop`].
+    A ranker server running in a background thread of this process (tests, notebooks, single-machine runs): the app
+    of [`serve_ranker`], not blocking. Use it as a context manager (it starts on entry), or call [`start`] and
+    [`stop`].
+
+    Args:
+        ranker (`Ranker`):
+            Anything with `score(contexts, candidate_item_ids)`.
+        host (`str`, *optional*, defaults to `"127.0.0.1"`):
+            Interface to bind.
+        port (`int`, *optional*, defaults to `0`):
+            TCP port; `0` picks a free one (see `url`).
+        max_batch, max_body_bytes:
+            Request limits, see [`create_app`].
+        log_level (`str`, *optional*, defaults to `"warning"`):
+            Uvicorn's log level.
 
     Attributes:
-        url (`str`): the base URL, e.g. `"http://127.0.0.1:53123"` (the port is the one actually bound).
+        url (`str`): the base URL once started, e.g. `"http://127.0.0.1:53123"` (the port is the one actually bound).
+
+    Example:
+
+    ```python
+    with RankerServerThread(ranker) as server, HTTPRanker(server.url) as client:
+        client.score([{"history": ["1"]}], ["2"])
+    ```
     """
 
     def __init__(
@@ -231,18 +271,13 @@ class RankerServerThread:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         log_level: str = "warning",
     ):
-        import uvicorn
-
-        _warn_if_exposed(host)
-        app = create_app(ranker, max_batch=max_batch, max_body_bytes=max_body_bytes)
-        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
+        self._server = _uvicorn_server(ranker, host, port, max_batch, max_body_bytes, log_level, access_log=False)
         self._thread = threading.Thread(target=self._server.run, name="ranker-server", daemon=True)
         self.host = host
         self.url: str | None = None
 
     def start(self, timeout: float = 10.0) -> RankerServerThread:
-        """Starts the server and waits (at most `timeout` seconds) until it accepts connections."""
+        """Starts the server and waits (at most `timeout` seconds) until it accepts connections; returns `self`."""
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -269,7 +304,7 @@ class RankerServerThread:
 
 
 def run_server_in_thread(ranker: Any, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> RankerServerThread:
-    """Starts a [`RankerServerThread`] (port `0` = any free port) and returns it, serving; see `.url` and `.stop()`."""
+    """`RankerServerThread(ranker, ...).start()`, kept for backward compatibility: use [`RankerServerThread`]."""
     return RankerServerThread(ranker, host=host, port=port, **kwargs).start()
 
 
@@ -286,8 +321,8 @@ class HTTPRanker:
     pooled, keep-alive connection set, and retries a batch that fails with a connection error, a timeout, a `5xx` or a
     `429`, at most `max_retries` times, sleeping `min(max_backoff, backoff * 2**attempt)` seconds before retry
     `attempt + 1`. A `4xx` (a malformed request) is not retried. When a batch still fails, [`score`] raises a
-    [`~adagrpo_trl.rewards.RankerError`] naming the URL and the batch, which
-    [`~adagrpo_trl.rewards.RankerReward`]'s failure policy then handles. A batch therefore takes at most about
+    [`~adagrpo_trl.rankers.RankerError`] naming the URL and the batch, which
+    [`~adagrpo_trl.RankerReward`]'s failure policy then handles. A batch therefore takes at most about
     `(max_retries + 1) * timeout + Σ backoffs` seconds. `null` scores (non-finite on the server) come back as NaN.
 
     Args:
@@ -466,7 +501,7 @@ def _parse_scores(response: httpx.Response, expected: int, url: str, where: str)
 
 
 def load_ranker(ranker_dir: str | None = None, ranker: str | None = None, device: str | None = None) -> Any:
-    """A saved [`~adagrpo_trl.rewards.SASRecRanker`] (`ranker_dir`), or the object at a dotted path `module:attr`
+    """A saved [`~adagrpo_trl.rankers.SASRecRanker`] (`ranker_dir`), or the object at a dotted path `module:attr`
     (a class is instantiated without arguments)."""
     if (ranker_dir is None) == (ranker is None):
         raise ValueError("Give exactly one of ranker_dir (a saved SASRec ranker) and ranker (a 'module:attr' path).")
@@ -474,15 +509,13 @@ def load_ranker(ranker_dir: str | None = None, ranker: str | None = None, device
         from .sasrec import SASRecRanker
 
         return SASRecRanker.load(ranker_dir, device=device)
-    from . import resolve_dotted_path
-
     obj = resolve_dotted_path(ranker)
     return obj() if isinstance(obj, type) else obj
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m adagrpo_trl.rewards.http --ranker-dir DIR [--host 127.0.0.1] [--port 8000]`: serve a ranker."""
-    parser = argparse.ArgumentParser(prog="python -m adagrpo_trl.rewards.http", description=main.__doc__)
+    """`python -m adagrpo_trl.rankers.http --ranker-dir DIR [--host 127.0.0.1] [--port 8000]`: serve a ranker."""
+    parser = argparse.ArgumentParser(prog="python -m adagrpo_trl.rankers.http", description=main.__doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--ranker-dir", help="directory of a saved SASRecRanker")
     source.add_argument("--ranker", help="dotted path 'module:attr' of a ranker object or class")
