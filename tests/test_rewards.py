@@ -393,6 +393,12 @@ def test_ranker_names_still_import_from_rewards():
         assert getattr(rewards, name) is getattr(rankers, name), name
     assert rewards.run_server_in_thread is http.run_server_in_thread
     assert top_level_http_ranker is HTTPRanker
+    from adagrpo_trl.rewards.http import HTTPRanker as old_http_ranker
+    from adagrpo_trl.rewards.sasrec import SASRecRanker as old_sasrec_ranker
+
+    assert old_http_ranker is HTTPRanker and old_sasrec_ranker is SASRecRanker
+    command = [sys.executable, "-m", "adagrpo_trl.rewards.http", "--help"]
+    assert "--ranker-dir" in subprocess.run(command, check=True, capture_output=True, text=True).stdout
     for module in (rewards, rankers):
         for name in module.__all__:
             getattr(module, name)
