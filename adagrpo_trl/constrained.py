@@ -31,7 +31,8 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from .catalog import ItemCatalog, PrefixTrie, token_id_tuple
+from .catalog import ItemCatalog
+from .trie import PrefixTrie, token_id_tuple
 
 
 class TrieLogitsProcessor(LogitsProcessor):
@@ -59,7 +60,7 @@ class TrieLogitsProcessor(LogitsProcessor):
     cost O(batch × allowed) plus one fill of the scores, never a dense `(nodes × vocab)` table.
 
     Args:
-        trie ([`~adagrpo_trl.catalog.PrefixTrie`] or [`~adagrpo_trl.ItemCatalog`]):
+        trie ([`~adagrpo_trl.trie.PrefixTrie`] or [`~adagrpo_trl.ItemCatalog`]):
             The prefix trie of the catalog's token ids, or the catalog itself (then `tokenizer` is required and the
             trie is built here; prefer building it once and sharing it, see [`make_trie_processor_factory`]).
         eos_token_id (`int` or `Sequence[int]`):
@@ -212,7 +213,7 @@ class TrieProcessorFactory:
     (called with the prompt length of each generate call). Create it with [`make_trie_processor_factory`].
 
     Attributes:
-        trie ([`~adagrpo_trl.catalog.PrefixTrie`]): The shared trie (built once).
+        trie ([`~adagrpo_trl.trie.PrefixTrie`]): The shared trie (built once).
         num_dead_ends (`int`): Dead ends over every processor this factory created.
     """
 

@@ -37,7 +37,7 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from tqdm.auto import tqdm
 
-from .tokenization import sid_token
+from .sid import codes_to_sids, sid_vocabulary  # codes_to_sids is re-exported: it lived here before
 
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class SemanticIDResult:
 
     def sid_tokens(self) -> list[str]:
         """Every SID token the catalog's codebooks need, level by level (for a tokenizer's vocabulary)."""
-        return [sid_token(level, code) for level, size in enumerate(self.codebook_sizes) for code in range(size)]
+        return sid_vocabulary(self.codebook_sizes)
 
     def to_catalog(self):
         """The [`~adagrpo_trl.catalog.ItemCatalog`] of these SIDs (`ItemCatalog.from_codes(item_ids, codes)`)."""
@@ -107,24 +107,6 @@ class SemanticIDResult:
             "code_usage": list(self.code_usage),
             "max_dedup_code": int(self.codes[:, -1].max()) if self.num_items else 0,
         }
-
-
-def codes_to_sids(codes: np.ndarray) -> list[str]:
-    """
-    The SID string of each row of `codes`: `codes_to_sids([[3, 0, 7]]) == ["<a_3><b_0><c_7>"]`.
-
-    Args:
-        codes (`np.ndarray` of shape `(num_items, num_levels)`):
-            Non-negative integer codes.
-
-    Returns:
-        `list[str]`: one SID per row.
-    """
-    codes = np.asarray(codes)
-    if codes.ndim != 2:
-        raise ValueError(f"codes must have shape (num_items, num_levels), got {codes.shape}.")
-    columns = [[sid_token(level, int(code)) for code in codes[:, level].tolist()] for level in range(codes.shape[1])]
-    return ["".join(parts) for parts in zip(*columns, strict=True)]
 
 
 def default_codebook_size(num_items: int, num_levels: int, factor: float = 2.0) -> int:

@@ -15,13 +15,12 @@
 Tokenizers and model configs for policies that write semantic IDs (SIDs), built offline.
 
 A SID token is `<{level}_{code}>` with levels `a, b, c, d, ...`; an item is one token per level, e.g.
-`<a_12><b_7><c_201><d_0>`. SID tokens are *normal* added tokens (not special tokens), so TRL keeps them in the decoded
+`<a_12><b_7><c_201><d_0>` (the grammar is in [`adagrpo_trl.sid`]). SID tokens are *normal* added tokens (not special tokens), so TRL keeps them in the decoded
 completion text.
 """
 
 import json
 import os
-import string
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,27 +28,13 @@ from peft import LoraConfig
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast, Qwen2Config
 
+from .sid import sid_token, sid_vocabulary  # re-exported: they lived here before adagrpo_trl.sid existed
+
 
 PAD_TOKEN = "<pad>"
 EOS_TOKEN = "<eos>"
 UNK_TOKEN = "<unk>"
 SPECIAL_TOKENS = (PAD_TOKEN, EOS_TOKEN, UNK_TOKEN)
-
-
-def sid_token(level: int, code: int) -> str:
-    """The token of `code` at SID `level` (0-based): `sid_token(1, 7) == "<b_7>"`."""
-    if not 0 <= level < len(string.ascii_lowercase):
-        raise ValueError(f"SID level must be in [0, 26), got {level}.")
-    if code < 0:
-        raise ValueError(f"SID code must be >= 0, got {code}.")
-    return f"<{string.ascii_lowercase[level]}_{code}>"
-
-
-def sid_vocabulary(codebook_sizes: Sequence[int]) -> list[str]:
-    """Every SID token of codebooks of the given sizes, level by level."""
-    if not codebook_sizes or any(size < 1 for size in codebook_sizes):
-        raise ValueError(f"codebook_sizes must be a non-empty list of positive sizes, got {list(codebook_sizes)}.")
-    return [sid_token(level, code) for level, size in enumerate(codebook_sizes) for code in range(size)]
 
 
 def build_sid_tokenizer(sid_tokens: Sequence[str], words: Sequence[str] = ()) -> PreTrainedTokenizerFast:
@@ -181,3 +166,18 @@ def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
     if tokenizer_class in ("TokenizersBackend", "PreTrainedTokenizerFast"):
         return PreTrainedTokenizerFast.from_pretrained(str(path))
     return AutoTokenizer.from_pretrained(str(path))
+
+
+__all__ = [
+    "EOS_TOKEN",
+    "PAD_TOKEN",
+    "SPECIAL_TOKENS",
+    "UNK_TOKEN",
+    "add_sid_tokens",
+    "build_sid_tokenizer",
+    "load_tokenizer",
+    "sid_lora_config",
+    "sid_token",
+    "sid_vocabulary",
+    "small_qwen2_config",
+]

@@ -22,7 +22,7 @@ from torch import nn
 from transformers import LogitsProcessor, LogitsProcessorList, Qwen2ForCausalLM
 
 from adagrpo_trl import AdaGRPOTrainer
-from adagrpo_trl.catalog import ItemCatalog, PrefixTrie
+from adagrpo_trl.catalog import ItemCatalog
 from adagrpo_trl.constrained import (
     TrieLogitsProcessor,
     build_generation_config,
@@ -30,7 +30,9 @@ from adagrpo_trl.constrained import (
     isolated_generation_config,
     make_trie_processor_factory,
 )
-from adagrpo_trl.tokenization import build_sid_tokenizer, sid_vocabulary, small_qwen2_config
+from adagrpo_trl.sid import sid_vocabulary
+from adagrpo_trl.tokenization import build_sid_tokenizer, small_qwen2_config
+from adagrpo_trl.trie import PrefixTrie
 
 from . import toy
 

@@ -19,13 +19,13 @@ import pytest
 
 from adagrpo_trl.semantic_ids import (
     build_semantic_ids,
-    codes_to_sids,
     cooccurrence_features,
     cooccurrence_matrix,
     default_codebook_size,
     default_item_features,
     item_text_features,
 )
+from adagrpo_trl.sid import codes_to_sids
 
 
 def blobs(num_blobs=4, per_blob=25, dim=8, spread=0.05, seed=0):

@@ -12,30 +12,19 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-import pytest
 import torch
 from transformers import Qwen2ForCausalLM
 
 from adagrpo_trl import AdaGRPOTrainer
+from adagrpo_trl.sid import sid_vocabulary
 from adagrpo_trl.tokenization import (
     add_sid_tokens,
     build_sid_tokenizer,
     sid_lora_config,
-    sid_token,
-    sid_vocabulary,
     small_qwen2_config,
 )
 
 from . import toy
-
-
-def test_sid_vocabulary_and_tokens():
-    assert sid_token(0, 12) == "<a_12>" and sid_token(3, 0) == "<d_0>"
-    assert sid_vocabulary([2, 3]) == ["<a_0>", "<a_1>", "<b_0>", "<b_1>", "<b_2>"]
-    with pytest.raises(ValueError, match="-1"):
-        sid_token(0, -1)
-    with pytest.raises(ValueError, match=r"\[4, 0\]"):
-        sid_vocabulary([4, 0])
 
 
 def test_sid_tokenizer_round_trip_and_normal_tokens():

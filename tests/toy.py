@@ -13,17 +13,28 @@
 # limitations under the License.
 """A toy next-item task shared by the tests and the distributed test script (no network, no hub)."""
 
+import itertools
+
+import numpy as np
 import torch
 from datasets import Dataset
 from transformers import Qwen2ForCausalLM
 
 from adagrpo_trl import AdaGRPOConfig
-from adagrpo_trl.tokenization import build_sid_tokenizer, sid_token, sid_vocabulary, small_qwen2_config
+from adagrpo_trl.sid import format_sid, sid_vocabulary
+from adagrpo_trl.tokenization import build_sid_tokenizer, small_qwen2_config
 
 
 CODEBOOK = [4, 4]  # 16 items of 2 SID tokens each
-ITEMS = [sid_token(0, a) + sid_token(1, b) for a in range(CODEBOOK[0]) for b in range(CODEBOOK[1])]
+ITEMS = [format_sid((a, b)) for a in range(CODEBOOK[0]) for b in range(CODEBOOK[1])]
 WORDS = ["history", ":", "next"]
+
+
+def random_codes(num_items: int, codebook: list[int], seed: int = 0) -> np.ndarray:
+    """Distinct random code rows (sharing prefixes, since the code space is small)."""
+    rng = np.random.default_rng(seed)
+    space = np.array(list(itertools.product(*[range(size) for size in codebook])))
+    return space[rng.choice(len(space), size=num_items, replace=False)]
 
 
 def make_tokenizer():

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from datasets import Dataset, DatasetDict, Features, List, Value
 
+from ..sid import parse_sid
+
 
 if TYPE_CHECKING:
     from ..catalog import ItemCatalog
@@ -231,8 +233,6 @@ def _rows(
 
 def _check_item_sids(sequences: list[list[str]], item_to_sid: Mapping[str, str]) -> None:
     """Every item of the kept users has a well-formed SID string, all with the same number of levels."""
-    from ..catalog import parse_sid
-
     num_levels, first_item = None, None
     for item in dict.fromkeys(item for sequence in sequences for item in sequence):
         if item not in item_to_sid:

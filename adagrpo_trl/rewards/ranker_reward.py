@@ -30,6 +30,7 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any, Protocol
 
 from ..rankers.base import Ranker, RankerError
+from ..sid import normalize_sid_text
 
 
 logger = logging.getLogger(__name__)
@@ -56,14 +57,6 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, list):
         completion = completion[-1].get("content", "") if completion and isinstance(completion[-1], dict) else ""
     return completion if isinstance(completion, str) else ""
-
-
-def normalize_sid_text(text: str) -> str:
-    """
-    A decoded completion as a SID string: all whitespace removed. SID strings contain no whitespace, but a pretrained
-    tokenizer may decode added SID tokens with spaces between them (`"<a_1> <b_2>"`).
-    """
-    return "".join(text.split())
 
 
 class RankerReward:
