@@ -21,8 +21,14 @@ from .adagrpo_config import AdaGRPOConfig
 from .adagrpo_trainer import AdaGRPOTrainer
 from .analysis import format_stratified_analysis, stratified_analysis
 from .callbacks import RecommendationEvalCallback
-from .catalog import ItemCatalog, PrefixTrie, build_trie
-from .constrained import TrieLogitsProcessor, build_generation_config, make_trie_processor_factory
+from .catalog import ItemCatalog
+from .constrained import (
+    TrieLogitsProcessor,
+    build_generation_config,
+    generate_with_shared_prefill,
+    make_trie_processor_factory,
+)
+from .data import PreparedData, prepare_data
 from .evaluation import evaluate_recommendations, paired_bootstrap
 from .gating import (
     compute_gate,
@@ -33,8 +39,19 @@ from .gating import (
     sample_cross_negatives,
     top_fraction_cutoff,
 )
-from .rankers import RankerError, SASRecRanker
+from .rankers import (
+    RankerError,
+    SASRecConfig,
+    SASRecRanker,
+    format_quality_report,
+    ranker_quality_report,
+    train_ranker,
+)
 from .rewards import RankerReward, get_reward_funcs
+from .semantic_ids import SemanticIDResult, build_semantic_ids, default_item_features
+from .sid import codes_to_sids, format_sid, parse_sid, sid_token, sid_vocabulary
+from .tokenization import build_sid_tokenizer, load_tokenizer
+from .trie import PrefixTrie, build_trie
 
 
 if TYPE_CHECKING:
@@ -54,26 +71,43 @@ __all__ = [
     "AdaGRPOConfig",
     "AdaGRPOTrainer",
     "HTTPRanker",
-    "RankerError",
-    "RecommendationEvalCallback",
-    "RankerReward",
-    "SASRecRanker",
-    "evaluate_recommendations",
-    "format_stratified_analysis",
-    "get_reward_funcs",
-    "paired_bootstrap",
     "ItemCatalog",
     "PrefixTrie",
+    "PreparedData",
+    "RankerError",
+    "RankerReward",
+    "RecommendationEvalCallback",
+    "SASRecConfig",
+    "SASRecRanker",
+    "SemanticIDResult",
     "TrieLogitsProcessor",
     "build_generation_config",
+    "build_semantic_ids",
+    "build_sid_tokenizer",
     "build_trie",
-    "make_trie_processor_factory",
+    "codes_to_sids",
     "compute_gate",
+    "default_item_features",
+    "evaluate_recommendations",
+    "format_quality_report",
+    "format_sid",
+    "format_stratified_analysis",
+    "generate_with_shared_prefill",
+    "get_reward_funcs",
+    "load_tokenizer",
+    "make_trie_processor_factory",
     "negatives_in_bottom_rho",
+    "paired_bootstrap",
+    "parse_sid",
     "policy_difficulty",
+    "prepare_data",
     "rank_of_ground_truth",
+    "ranker_quality_report",
     "reward_top_tau",
     "sample_cross_negatives",
+    "sid_token",
+    "sid_vocabulary",
     "stratified_analysis",
     "top_fraction_cutoff",
+    "train_ranker",
 ]
