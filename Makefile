@@ -28,7 +28,8 @@ style: install
 demo: install
 	OMP_NUM_THREADS=2 $(VENV)/bin/adagrpo-trl pipeline --config recipes/ml-100k/pipeline.yaml
 
-# The quality benchmark on MovieLens-100K, 3 seeds (30 min on 2 cores; results in benchmarks/results/).
+# The quality benchmark on MovieLens-100K, 3 seeds (30 min on 2 cores; writes benchmarks/results/quality/ml-100k/lr1e-4/,
+# the committed report; index of every result: benchmarks/README.md).
 bench-quality: install
 	OMP_NUM_THREADS=2 $(PY) benchmarks/quality.py --dataset ml-100k --seeds 0 1 2
 
@@ -36,8 +37,9 @@ quickstart: install
 	HF_HUB_OFFLINE=1 $(PY) examples/quickstart.py
 
 # The speed benchmark, quick mode (1-2 minutes on 2 cores): AdaGRPO over GRPO step time, trie-constrained over
-# unconstrained beam search, trie build, evaluation throughput, scaling. Writes benchmarks/results/speed_quick.json and
-# speed_scaling_quick.png; `$(PY) benchmarks/speed.py` (no --quick) is the full run behind the committed speed.json.
+# unconstrained beam search, trie build, evaluation throughput, scaling. Writes benchmarks/results/speed/speed_quick.json
+# and speed_scaling_quick.png; `$(PY) benchmarks/speed.py` (no --quick) is the full run behind the committed
+# benchmarks/results/speed/speed.json.
 bench-speed: install
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(PY) benchmarks/speed.py --quick
 

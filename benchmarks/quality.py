@@ -23,19 +23,20 @@ For each seed, one shared SFT checkpoint and one shared SASRec ranker (the `pipe
   small sweep on the **validation** split of the first seed (best validation HR@10 during training).
 
 Every method is evaluated on the test users at its final checkpoint and at its best checkpoint by validation HR@10.
-The report (`benchmarks/results/quality_<dataset>.{json,md,png}`) holds means ± std over seeds, the paired-bootstrap
+The report (`benchmarks/results/quality/<dataset>/<variant>/report.{json,md,png}`; the synthetic sweep:
+`bias<level>.{json,md,png}` and `sweep.json` in that folder) holds means ± std over seeds, the paired-bootstrap
 95% interval (over test users, each user's hits averaged over seeds) of the HR@10 difference to SFT and to the best
 fixed mixture (chosen by validation HR@10), gate rates and wall times.
 
 ```bash
-python benchmarks/quality.py --dataset ml-100k --seeds 0 1 2           # the README's ML-100K table
+python benchmarks/quality.py --dataset ml-100k --seeds 0 1 2           # quality/ml-100k/lr1e-4/ (recipe's lr)
 python benchmarks/quality.py --dataset ml-1m --seeds 0                  # the headline dataset (hours on 2 cores)
 python benchmarks/quality.py --dataset synthetic --exposure_bias 0.2 0.5 0.8 0.95   # reward-noise sweep
 ```
 
 Runs are resumable: every stage and every method is skipped when its output folder is complete. A variant of a table
-(another learning rate, normaliser, step budget) gets its own name and folder with `--tag`, and can reuse the shared
-stages of an earlier run instead of retraining them:
+(another normaliser, step budget) gets its own name and folder with `--tag` (without one, the variant is the RL
+learning rate, e.g. `lr1e-5`), and can reuse the shared stages of an earlier run instead of retraining them:
 
 ```bash
 python benchmarks/quality.py --dataset ml-100k --learning_rate 1e-5 --tag lr1e-5 --reuse_from runs/quality/ml-100k
@@ -121,9 +122,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tag",
         default=None,
-        help="Names a variant of the benchmark (e.g. `lr1e-5`): the report becomes `quality_<dataset>_<tag>.*` (the "
-        "sweep: `quality_synthetic_<tag>_bias<level>.*`) and the default run folder `runs/quality/<dataset>-<tag>`, so "
-        "a variant never overwrites, nor resumes from, the untagged run.",
+        help="Names a variant of the benchmark (e.g. `1000steps`): the report goes to `<results_dir>/<dataset>/<tag>/` "
+        "(default variant: `lr<RL learning rate>`, e.g. `lr1e-4`) and the default run folder becomes "
+        "`runs/quality/<dataset>-<tag>`, so a variant never overwrites, nor resumes from, the untagged run.",
     )
     parser.add_argument("--output_dir", default=None, help="Run folder (default: runs/quality/<dataset>[-<tag>]).")
     parser.add_argument(
@@ -140,7 +141,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "retrained, when their training settings (`AdaGRPOConfig` fields and seed) equal this run's except "
         "`gate_normalization` (the identity for them); the validation settings (`--eval_samples`) are not checked.",
     )
-    parser.add_argument("--results_dir", default="benchmarks/results", help="Where the committed report goes.")
+    parser.add_argument(
+        "--results_dir",
+        default="benchmarks/results/quality",
+        help="Root of the committed reports: each goes to `<results_dir>/<dataset>/<variant>/`.",
+    )
     args = parser.parse_args(argv)
     if args.tag is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.tag):
         parser.error(f"--tag must be letters, digits, '.', '_' or '-' (it names files), got {args.tag!r}.")
@@ -149,9 +154,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def format_learning_rate(learning_rate: float) -> str:
+    """`1e-4` for 0.0001, `3e-5` for 3e-05, `1.5e-5` for 1.5e-05: the learning rate as a folder name."""
+    mantissa, exponent = f"{float(learning_rate):e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def report_dir(args: argparse.Namespace, recipe: dict[str, Any]) -> Path:
+    """
+    `<results_dir>/<dataset>/<variant>`: the folder of a report. The variant is `--tag`, else `lr<RL learning rate>`
+    (the recipe's `train.learning_rate` after `--learning_rate`), else `default`.
+    """
+    if args.tag:
+        variant = args.tag
+    else:
+        learning_rate = recipe.get("train", {}).get("learning_rate")
+        variant = "default" if learning_rate is None else f"lr{format_learning_rate(learning_rate)}"
+    return Path(args.results_dir) / args.dataset / variant
+
+
 def report_stem(args: argparse.Namespace, level: str | None = None) -> str:
-    """`quality_<dataset>[_<tag>][_<level>]`: the file name of a report (without its extension)."""
-    return "_".join(["quality", args.dataset, *([args.tag] if args.tag else []), *([level] if level else [])])
+    """`report`, or the sweep level's name (`bias0.2`, `sweep`): the file name of a report in its folder."""
+    return level or "report"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -649,7 +673,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.exposure_bias is not None:
             raise ValueError("--exposure_bias is only for --dataset synthetic.")
         report = benchmark(args, args.dataset, recipe, output_dir, reuse_dir)
-        write_outputs(report, Path(args.results_dir), report_stem(args), f"{args.dataset} quality benchmark")
+        write_outputs(report, report_dir(args, recipe), report_stem(args), f"{args.dataset} quality benchmark")
         return
     levels = args.exposure_bias or [0.2, 0.5, 0.8, 0.95]
     sweep = []
@@ -661,7 +685,7 @@ def main(argv: list[str] | None = None) -> None:
         level_reuse = None if reuse_dir is None else reuse_dir / f"bias{bias:g}"
         report = benchmark(args, tag, level_recipe, output_dir / f"bias{bias:g}", level_reuse)
         write_outputs(
-            report, Path(args.results_dir), report_stem(args, f"bias{bias:g}"), f"synthetic, exposure bias {bias:g}"
+            report, report_dir(args, recipe), report_stem(args, f"bias{bias:g}"), f"synthetic, exposure bias {bias:g}"
         )
         methods = report["methods"]
         best_mixture = report["best_mixture"]
@@ -678,7 +702,7 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
     _write_json(
-        Path(args.results_dir) / f"{report_stem(args, 'sweep')}.json",
+        report_dir(args, recipe) / f"{report_stem(args, 'sweep')}.json",
         {"command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]), "levels": sweep},
     )
 

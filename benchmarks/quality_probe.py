@@ -21,8 +21,9 @@ never read.
 
 ```bash
 python benchmarks/quality_probe.py --run_dir runs/quality/ml-100k/seed0 --learning_rates 1e-3 1e-5
-python benchmarks/quality_probe.py --run_dir runs/quality/ml-100k/seed0 --learning_rates 1e-5 \
-    --runs adagrpo_admitted adagrpo_beam mixture_1_beam --output benchmarks/results/quality_probe_levers_ml-100k.json
+python benchmarks/quality_probe.py --run_dir runs/quality/ml-100k/seed0 --learning_rates 1e-5 1e-4 \
+    --runs adagrpo_admitted adagrpo_beam mixture_1_beam mixture_1_unscaled nll_only_warmup adagrpo_admitted_warmup \
+    --output benchmarks/results/probes/ml-100k/levers.json    # the committed probe (index: benchmarks/README.md)
 ```
 """
 

@@ -35,7 +35,7 @@ time (wall-clock ratios, inflated by other processes, are in the JSON as `*_wall
    256) from its token ids (this section and section 2 replace the former `benchmarks/trie_build.py`).
 4. `eval_users_per_second`: [`evaluate_recommendations`] (beam 20, unconstrained and trie-constrained passes).
 5. Scaling: AdaGRPO step time against K and against the catalog size (trie-constrained sampling rollouts, the SASRec
-   ranker over the whole catalog), as a table and `benchmarks/results/speed_scaling.png`.
+   ranker over the whole catalog), as a table and `benchmarks/results/speed/speed_scaling.png`.
 
 Usage:
 
@@ -45,8 +45,8 @@ python benchmarks/speed.py             # about 3 minutes: more steps and repeats
 python benchmarks/speed.py --sections trie generate    # what benchmarks/trie_build.py measured
 ```
 
-Each figure is printed as `name: value`, with the targets. The full run writes `benchmarks/results/speed.json` and the
-scaling plot `benchmarks/results/speed_scaling.png` (the committed results); `--quick` writes `speed_quick.json` and
+Each figure is printed as `name: value`, with the targets. The full run writes `benchmarks/results/speed/speed.json` and
+the scaling plot `benchmarks/results/speed/speed_scaling.png` (the committed results); `--quick` writes `speed_quick.json` and
 `speed_scaling_quick.png` beside them, never over the committed files.
 """
 
@@ -94,7 +94,7 @@ BASELINES = {
     "off": "AdaGRPOTrainer with the AdaGRPO machinery off: gate_mode='always', nll_coef=0, num_cross_negatives=0 "
     "(same beam rollouts)",
 }
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "speed")
 SECTIONS = ("step", "generate", "trie", "eval", "scaling")
 
 # The ML-100K recipe's policy (recipes/ml-100k/pipeline.yaml) and training settings.
@@ -769,11 +769,11 @@ def main(argv=None):
     parser.add_argument(
         "--output",
         default=None,
-        help="JSON results ('' for none; default: results/speed.json, or results/speed_quick.json with --quick so a "
+        help="JSON results ('' for none; default: results/speed/speed.json, or results/speed/speed_quick.json with --quick so a "
         "quick run never replaces the committed full results).",
     )
     parser.add_argument(
-        "--plot", default=None, help="Scaling plot ('' for none; default: results/speed_scaling[_quick].png)."
+        "--plot", default=None, help="Scaling plot ('' for none; default: results/speed/speed_scaling[_quick].png)."
     )
     args = parser.parse_args(argv)
     suffix = "_quick" if args.quick else ""

@@ -144,11 +144,17 @@ def test_format_table_has_one_row_per_method_and_checkpoint():
 
 
 def test_tag_names_the_report_and_the_run_folder(capsys):
-    assert quality.report_stem(quality.parse_args([])) == "quality_ml-100k"
-    assert quality.report_stem(quality.parse_args(["--tag", "lr1e-5"])) == "quality_ml-100k_lr1e-5"
+    recipe = {"train": {"learning_rate": 1e-4}}
+    root = Path("benchmarks/results/quality")
+    assert quality.report_dir(quality.parse_args([]), recipe) / quality.report_stem(quality.parse_args([])) == (
+        root / "ml-100k" / "lr1e-4" / "report"
+    )
+    assert quality.report_dir(quality.parse_args(["--tag", "1000steps"]), recipe) == root / "ml-100k" / "1000steps"
+    assert quality.report_dir(quality.parse_args([]), {"train": {"learning_rate": 1.5e-05}}).name == "lr1.5e-5"
     tagged = quality.parse_args(["--dataset", "synthetic", "--tag", "lr1e-4"])
-    assert quality.report_stem(tagged, "bias0.2") == "quality_synthetic_lr1e-4_bias0.2"
-    assert quality.report_stem(tagged, "sweep") == "quality_synthetic_lr1e-4_sweep"
+    assert quality.report_dir(tagged, recipe) == root / "synthetic" / "lr1e-4"
+    assert quality.report_stem(tagged, "bias0.2") == "bias0.2"
+    assert quality.report_stem(tagged, "sweep") == "sweep"
     with pytest.raises(SystemExit):
         quality.parse_args(["--tag", "../lr"])
     assert "--tag must be letters, digits" in capsys.readouterr().err
@@ -213,7 +219,8 @@ def test_quality_benchmark_end_to_end_on_the_tiny_simulator(tmp_path):
             str(results),
         ]
     )
-    report = json.loads((results / "quality_synthetic_bias0.8.json").read_text())
+    (level_dir,) = (results / "synthetic").iterdir()  # the untagged variant: lr<the recipe's RL learning rate>
+    report = json.loads((level_dir / "bias0.8.json").read_text())
     assert {"dataset", "command", "versions", "methods"} <= set(report)
     assert set(report["methods"]) == {
         "sft",
@@ -237,14 +244,14 @@ def test_quality_benchmark_end_to_end_on_the_tiny_simulator(tmp_path):
     assert report["settings"]["methods"]["adagrpo"]["gate_tau"] == chosen["gate_tau"]
     assert report["methods"]["grpo"]["gate_rate"] == 1.0
     assert 0.0 <= report["methods"]["adagrpo"]["gate_rate"] <= 1.0
-    assert (results / "quality_synthetic_bias0.8.md").read_text().count("\n| ") == 1 + 1 + 2 * 7
-    assert (results / "quality_synthetic_bias0.8.png").stat().st_size > 0
-    sweep = json.loads((results / "quality_synthetic_sweep.json").read_text())
+    assert (level_dir / "bias0.8.md").read_text().count("\n| ") == 1 + 1 + 2 * 7
+    assert (level_dir / "bias0.8.png").stat().st_size > 0
+    sweep = json.loads((level_dir / "sweep.json").read_text())
     assert [level["exposure_bias"] for level in sweep["levels"]] == [0.8]
 
     # A tagged variant (the admitted normaliser) reusing the shared stages and the always-gated methods: its own report
     # files and run folder, the untagged report untouched, the reused methods' test metrics identical.
-    untagged = {path.name: path.read_bytes() for path in results.iterdir()}
+    untagged = {path: path.read_bytes() for path in results.rglob("*") if path.is_file()}
     common = ["--dataset", "synthetic", "--recipe", str(REPO / "recipes" / "synthetic" / "pipeline_tiny.yaml")]
     common += ["--exposure_bias", "0.8", "--seeds", "0", "1", "--max_steps", "4", "--eval_steps", "2"]
     common += ["--eval_samples", "20", "--mixture_coefs", "0.1", "1", "3", "--results_dir", str(results)]
@@ -259,10 +266,10 @@ def test_quality_benchmark_end_to_end_on_the_tiny_simulator(tmp_path):
         + ["--output_dir", str(tmp_path / "runs-admitted"), "--reuse_from", str(tmp_path / "runs")]
         + ["--reuse_methods", "grpo", "mixture_0.1", "mixture_1", "mixture_3"]
     )
-    assert {path.name: path.read_bytes() for path in results.iterdir() if path.name in untagged} == untagged
-    variant = json.loads((results / "quality_synthetic_admitted_bias0.8.json").read_text())
+    assert {path: path.read_bytes() for path in results.rglob("*") if path in untagged} == untagged
+    variant = json.loads((results / "synthetic" / "admitted" / "bias0.8.json").read_text())
     assert variant["tag"] == "admitted" and variant["reused_from"]["methods"][0] == "grpo"
-    assert (results / "quality_synthetic_admitted_sweep.json").exists()
+    assert (results / "synthetic" / "admitted" / "sweep.json").exists()
     for seed in ("seed0", "seed1"):
         run_dir = tmp_path / "runs-admitted" / "bias0.8" / seed
         assert (run_dir / "sft").resolve() == (tmp_path / "runs" / "bias0.8" / seed / "sft").resolve()
