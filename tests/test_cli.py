@@ -199,6 +199,27 @@ def test_train_with_an_http_ranker_named_in_a_recipe(tmp_path):
     assert all(log["rewards/ranker/failures"] == 0 for log in logs)
 
 
+@pytest.mark.slow
+def test_train_on_two_processes_with_a_packaged_accelerate_config(tmp_path):
+    """`adagrpo-trl train --config synthetic --accelerate_config multi_cpu --num_processes 2`: accelerate's launch."""
+    from tests.launching import free_port
+
+    output = tmp_path / "run"
+    run(["pipeline", "--config", TINY, "--output_dir", str(output)])
+    done = subprocess.run(
+        [sys.executable, "-m", "adagrpo_trl.cli", "train", "--config", "synthetic", "--accelerate_config", "multi_cpu",
+         "--num_processes", "2", "--main_process_port", str(free_port()), "--data_dir", str(output / "data"),
+         "--model_name_or_path", str(output / "sft"), "--ranker_path", str(output / "ranker"),
+         "--output_dir", str(tmp_path / "ddp"), "--max_steps", "2", "--save_strategy", "no",
+         "--recommendation_eval_steps", "0"],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    history = json.loads((tmp_path / "ddp" / "log_history.json").read_text())
+    # 2 processes x 16 completions = 8 prompts of the 256 per step: twice the epoch fraction of one process
+    assert history[0]["epoch"] == pytest.approx(2 * 16 / 4 / 256)
+
+
 def test_pipeline_refuses_several_processes(tmp_path, monkeypatch):
     # The stages share folders without synchronising processes: under `accelerate launch` the pipeline says so.
     from adagrpo_trl.scripts.configs import PipelineArguments

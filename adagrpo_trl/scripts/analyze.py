@@ -34,6 +34,12 @@ DESCRIPTION = "policy-rank x ranker-rank buckets and the ranker's correction"
 
 
 def run_analyze(args: AnalyzeArguments) -> dict[str, Any]:
+    """
+    Runs [`~adagrpo_trl.analysis.stratified_analysis`] on a checkpoint with a saved SASRec ranker and prints its table.
+
+    Returns:
+        `dict[str, Any]`: the analysis (buckets, shares, the ranker's corrections).
+    """
     from transformers import AutoModelForCausalLM
 
     from ..analysis import format_stratified_analysis, stratified_analysis
@@ -67,10 +73,10 @@ def run_analyze(args: AnalyzeArguments) -> dict[str, Any]:
 
 def make_parser() -> RecipeParser:
     """The parser of `adagrpo-trl analyze`: [`AnalyzeArguments`] from `--config` (a file or a packaged recipe name) and flags."""
-    return make_command_parser("analyze", None, description=DESCRIPTION)
+    return make_command_parser("analyze", description=DESCRIPTION)
 
 
-def main(argv: list[str] | None = None):
+def main(argv: list[str] | None = None) -> Any:
     """Runs `adagrpo-trl analyze` with `argv` (default: `sys.argv[1:]`) and returns what [`run_analyze`] returns."""
     setup_logging()
     (args,) = make_parser().parse_args_and_config(sys.argv[1:] if argv is None else list(argv))

@@ -34,6 +34,12 @@ DESCRIPTION = "HR@K / NDCG@K / hallucination by beam search"
 
 
 def run_evaluate(args: EvaluateArguments) -> dict[str, Any]:
+    """
+    Evaluates a checkpoint with [`~adagrpo_trl.evaluation.evaluate_recommendations`] and prints the metrics.
+
+    Returns:
+        `dict[str, Any]`: the metrics, with the per-user HR@10 / NDCG@10 (`per_sample`) for paired bootstraps.
+    """
     from transformers import AutoModelForCausalLM
 
     from ..data import PreparedData
@@ -72,10 +78,10 @@ def run_evaluate(args: EvaluateArguments) -> dict[str, Any]:
 
 def make_parser() -> RecipeParser:
     """The parser of `adagrpo-trl evaluate`: [`EvaluateArguments`] from `--config` (a file or a packaged recipe name) and flags."""
-    return make_command_parser("evaluate", None, description=DESCRIPTION)
+    return make_command_parser("evaluate", description=DESCRIPTION)
 
 
-def main(argv: list[str] | None = None):
+def main(argv: list[str] | None = None) -> Any:
     """Runs `adagrpo-trl evaluate` with `argv` (default: `sys.argv[1:]`) and returns what [`run_evaluate`] returns."""
     setup_logging()
     (args,) = make_parser().parse_args_and_config(sys.argv[1:] if argv is None else list(argv))

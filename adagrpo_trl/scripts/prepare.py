@@ -36,6 +36,12 @@ DESCRIPTION = "log -> datasets, semantic IDs, catalog and tokenizer"
 
 
 def run_prepare(args: PrepareArguments) -> dict[str, Any]:
+    """
+    Prepares a dataset folder with [`~adagrpo_trl.data.prepare_data`] (the simulator's log first, for `synthetic`).
+
+    Returns:
+        `dict[str, Any]`: the summary (users, items, split sizes, SID collisions, ...).
+    """
     from ..data import prepare_data, simulate_exposure_biased_logs
 
     items = None
@@ -66,10 +72,10 @@ def run_prepare(args: PrepareArguments) -> dict[str, Any]:
 
 def make_parser() -> RecipeParser:
     """The parser of `adagrpo-trl prepare`: [`PrepareArguments`] from `--config` (a file or a packaged recipe name) and flags."""
-    return make_command_parser("prepare", None, description=DESCRIPTION)
+    return make_command_parser("prepare", description=DESCRIPTION)
 
 
-def main(argv: list[str] | None = None):
+def main(argv: list[str] | None = None) -> Any:
     """Runs `adagrpo-trl prepare` with `argv` (default: `sys.argv[1:]`) and returns what [`run_prepare`] returns."""
     setup_logging()
     (args,) = make_parser().parse_args_and_config(sys.argv[1:] if argv is None else list(argv))

@@ -18,6 +18,7 @@
 """
 
 import sys
+from typing import Any
 
 from .configs import ServeArguments
 from .recipe import RecipeParser, make_command_parser
@@ -28,6 +29,7 @@ DESCRIPTION = "serve a saved ranker over HTTP"
 
 
 def run_serve_ranker(args: ServeArguments) -> None:
+    """Serves the saved ranker over HTTP until interrupted (see [`~adagrpo_trl.rewards.serve_ranker`])."""
     from ..rewards import SASRecRanker, serve_ranker
 
     serve_ranker(SASRecRanker.load(args.ranker_dir), host=args.host, port=args.port)
@@ -38,7 +40,7 @@ def make_parser() -> RecipeParser:
     return make_command_parser("serve-ranker", (ServeArguments,), description=DESCRIPTION)
 
 
-def main(argv: list[str] | None = None):
+def main(argv: list[str] | None = None) -> Any:
     """Runs `adagrpo-trl serve-ranker` with `argv` (default: `sys.argv[1:]`) and returns what [`run_serve_ranker`] returns."""
     setup_logging()
     (args,) = make_parser().parse_args_and_config(sys.argv[1:] if argv is None else list(argv))

@@ -33,6 +33,13 @@ DESCRIPTION = "train the SASRec ranker and print its quality report"
 
 
 def run_train_ranker(args: RankerArguments) -> dict[str, Any]:
+    """
+    Trains the SASRec ranker on the training sequences, then writes and prints its quality report on the test split
+    (`quality_report.json`, written last, marks the stage complete).
+
+    Returns:
+        `dict[str, Any]`: the quality report.
+    """
     from collections import Counter
 
     from ..data import PreparedData
@@ -67,10 +74,10 @@ def run_train_ranker(args: RankerArguments) -> dict[str, Any]:
 
 def make_parser() -> RecipeParser:
     """The parser of `adagrpo-trl train-ranker`: [`RankerArguments`] from `--config` (a file or a packaged recipe name) and flags."""
-    return make_command_parser("train-ranker", None, description=DESCRIPTION)
+    return make_command_parser("train-ranker", description=DESCRIPTION)
 
 
-def main(argv: list[str] | None = None):
+def main(argv: list[str] | None = None) -> Any:
     """Runs `adagrpo-trl train-ranker` with `argv` (default: `sys.argv[1:]`) and returns what [`run_train_ranker`] returns."""
     setup_logging()
     (args,) = make_parser().parse_args_and_config(sys.argv[1:] if argv is None else list(argv))
