@@ -266,7 +266,7 @@ def resolve_recipe(name_or_path: str | os.PathLike, command: str) -> Path:
     Example:
 
     ```python
-    >>> from adagrpo_trl.scripts.recipe import resolve_recipe
+    >>> from adagrpo_trl.scripts.recipe import packaged_recipes_dir, resolve_recipe
     >>> resolve_recipe("ml-100k", "train").relative_to(packaged_recipes_dir()).as_posix()
     'ml-100k/train/adagrpo.yaml'
     ```
