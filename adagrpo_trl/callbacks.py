@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +46,15 @@ class RecommendationEvalCallback(TrainerCallback):
 
     When it evaluates: every `eval_steps` optimizer steps, at every step at which the trainer is about to save a
     checkpoint, and at the end of training (each step at most once). With `save_strategy="steps"`, `save_steps` must be
-    a multiple of `eval_steps` (checked when training starts), so every checkpoint is evaluated at no extra cost.
+    a multiple of `eval_steps` (checked when training starts), so every checkpoint is evaluated at no extra cost. With
+    `eval_steps=None` it evaluates only at checkpoints (e.g. every epoch with `save_strategy="epoch"`) and at the end.
+    Every evaluation also logs one line (logger `adagrpo_trl.callbacks`, level INFO): the step out of the total, the
+    metric, the best so far, elapsed time and an estimate of the time left, which is the progress report of runs with
+    `disable_tqdm=True`.
+
+    Early stopping: with `early_stopping_patience=N`, training stops (`control.should_training_stop`) after `N`
+    consecutive evaluations without a strict improvement of `metric_for_best_model` over the best evaluation so far;
+    `stopped_early` records that it did.
 
     Logging: the metrics go through `transformers.Trainer.log` of the trainer given as `trainer` (or with
     [`set_trainer`]), so they land in `trainer.state.log_history` and in every `report_to` backend at the current
@@ -93,8 +102,8 @@ class RecommendationEvalCallback(TrainerCallback):
             The item catalog.
         tokenizer ([`~transformers.PreTrainedTokenizerBase`], *optional*):
             The policy's tokenizer; defaults to the trainer's `processing_class`.
-        eval_steps (`int`, *optional*, defaults to `100`):
-            Evaluate every `eval_steps` optimizer steps.
+        eval_steps (`int` or `None`, *optional*, defaults to `100`):
+            Evaluate every `eval_steps` optimizer steps; `None`: only at checkpoints and at the end of training.
         ks (`Sequence[int]`, *optional*, defaults to `(1, 5, 10, 20)`):
             Cut-offs of HR and NDCG; each ≤ `num_beams`.
         num_beams (`int`, *optional*, defaults to `20`):
@@ -120,6 +129,8 @@ class RecommendationEvalCallback(TrainerCallback):
             [`set_trainer`].
         show_progress (`bool`, *optional*, defaults to `False`):
             Show beam-search progress bars (main process).
+        early_stopping_patience (`int`, *optional*):
+            Stop training after this many consecutive evaluations without improvement; `None`: never stop early.
     """
 
     def __init__(
@@ -141,9 +152,21 @@ class RecommendationEvalCallback(TrainerCallback):
         target_column: str = "target_item",
         trainer: Trainer | None = None,
         show_progress: bool = False,
+        early_stopping_patience: int | None = None,
     ):
-        if isinstance(eval_steps, bool) or not isinstance(eval_steps, int) or eval_steps < 1:
-            raise ValueError(f"eval_steps must be an integer >= 1, got eval_steps={eval_steps!r}.")
+        if eval_steps is not None and (
+            isinstance(eval_steps, bool) or not isinstance(eval_steps, int) or eval_steps < 1
+        ):
+            raise ValueError(f"eval_steps must be an integer >= 1 or None, got eval_steps={eval_steps!r}.")
+        if early_stopping_patience is not None and (
+            isinstance(early_stopping_patience, bool)
+            or not isinstance(early_stopping_patience, int)
+            or early_stopping_patience < 1
+        ):
+            raise ValueError(
+                "early_stopping_patience must be an integer >= 1 or None, got "
+                f"early_stopping_patience={early_stopping_patience!r}."
+            )
         ks = tuple(int(k) for k in ks)
         if not ks or min(ks) < 1 or max(ks) > num_beams or not 1 <= hallucination_k <= num_beams:
             raise ValueError(
@@ -170,6 +193,9 @@ class RecommendationEvalCallback(TrainerCallback):
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.trainer = trainer
+        self.early_stopping_patience = early_stopping_patience
+        self.stopped_early = False
+        self._start: tuple[float, int] | None = None
 
         names = [
             f"{p}{m}@{k}"
@@ -218,7 +244,11 @@ class RecommendationEvalCallback(TrainerCallback):
     # -- trainer events ------------------------------------------------------------------------------------------
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        if _strategy(args.save_strategy) == "steps" and state.save_steps % self.eval_steps != 0:
+        if (
+            self.eval_steps is not None
+            and _strategy(args.save_strategy) == "steps"
+            and state.save_steps % self.eval_steps != 0
+        ):
             raise ValueError(
                 f"RecommendationEvalCallback needs save_steps ({state.save_steps}) to be a multiple of its eval_steps "
                 f"({self.eval_steps}), so that every checkpoint has validation metrics."
@@ -237,10 +267,12 @@ class RecommendationEvalCallback(TrainerCallback):
             )
         if not self.history:
             self._restore_from_log_history(args, state)
+        self._start = (time.monotonic(), state.global_step)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         step = state.global_step
-        if step % self.eval_steps == 0 or control.should_training_stop or control.should_save:
+        periodic = self.eval_steps is not None and step % self.eval_steps == 0
+        if periodic or control.should_training_stop or control.should_save:
             self._maybe_evaluate(args, state, control, kwargs)
         if control.should_save:
             self._prepare_save(args, state)
@@ -303,6 +335,37 @@ class RecommendationEvalCallback(TrainerCallback):
                 )
                 self._warned_no_trainer = True
             state.log_history.append({**logs, "step": state.global_step})
+        self._log_progress(state)
+        if self.early_stopping_patience is not None and self._evaluations_since_best() >= self.early_stopping_patience:
+            self.stopped_early = True
+            for target in (control,) + ((self.trainer.control,) if self.trainer is not None else ()):
+                target.should_training_stop = True
+
+    def _evaluations_since_best(self) -> int:
+        steps = [entry["step"] for entry in self.history]
+        return len(steps) - 1 - steps.index(self.best_step)
+
+    def _log_progress(self, state: TrainerState) -> None:
+        """One INFO line per evaluation: the progress report of runs without a progress bar."""
+        if not state.is_world_process_zero:
+            return
+        entry = self.history[-1]
+        step, total = state.global_step, state.max_steps
+        timing = ""
+        if self._start is not None and step > self._start[1]:
+            elapsed = time.monotonic() - self._start[0]
+            left = elapsed / (step - self._start[1]) * max(total - step, 0)
+            timing = f", {elapsed / 60:.1f} min elapsed, about {left / 60:.1f} min left at most"
+        patience = ""
+        if self.early_stopping_patience is not None:
+            patience = f", no improvement for {self._evaluations_since_best()}/{self.early_stopping_patience}"
+        name = self.metric_for_best_model
+        hallucination = entry.get(self.metric_prefix + "hallucination")
+        logger.info(
+            f"Validation at step {step}/{total} (epoch {state.epoch or 0:.2f}): {name}={entry[name]:.4f}"
+            + (f", {self.metric_prefix}hallucination={hallucination:.4f}" if hallucination is not None else "")
+            + f"; best {self.best_metrics[name]:.4f} at step {self.best_step}{patience}{timing}."
+        )
 
     def evaluate(self, model: Any = None, tokenizer: Any = None, args: TrainingArguments | None = None) -> dict:
         """
@@ -411,6 +474,8 @@ class RecommendationEvalCallback(TrainerCallback):
             "best_metrics": self.best_metrics,
             "final_step": self.final_step,
             "final_metrics": self.final_metrics,
+            "early_stopping_patience": self.early_stopping_patience,
+            "stopped_early": self.stopped_early,
             "history": self.history,
         }
 

@@ -59,13 +59,62 @@ class SFTScriptArguments:
         default=None,
         metadata={"help": "A pretrained causal LM (SID tokens are added to it); empty: a small Qwen2 from scratch."},
     )
-    hidden_size: int = field(default=128, metadata={"help": "From scratch: hidden size."})
-    num_hidden_layers: int = field(default=4, metadata={"help": "From scratch: layers."})
+    hidden_size: int = field(
+        default=128,
+        metadata={
+            "help": "From scratch: hidden size. Size rule (a heuristic from the recipes, "
+            "adagrpo_trl.sft.suggest_policy_size; logged at the start): training windows < 20K: 64 hidden, 2 layers; "
+            "20K-300K: 128, 2 (ml-100k); 300K-3M: 256, 4 (ml-1m); more: 512, 6. Epochs: ceil(150K / windows) in "
+            "[2, 10] (1 above 3M), with recommendation_eval_strategy and early_stopping_patience to pick the epoch."
+        },
+    )
+    num_hidden_layers: int = field(default=4, metadata={"help": "From scratch: layers (see hidden_size's rule)."})
     num_attention_heads: int = field(default=4, metadata={"help": "From scratch: attention heads."})
     num_key_value_heads: int = field(default=2, metadata={"help": "From scratch: key/value heads."})
     use_lora: bool = field(default=False, metadata={"help": "Pretrained backbone: LoRA with trainable SID rows."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
+    recommendation_eval_strategy: str = field(
+        default="no",
+        metadata={
+            "help": "Checkpoint selection: 'no', 'steps' (every `recommendation_eval_steps`) or 'epoch'. Each "
+            "evaluation runs the evaluation's unconstrained beam search (20 beams) on `recommendation_eval_samples` "
+            "validation users, logs eval_hr@10 and eval_hallucination and one progress line, and saves a checkpoint; "
+            "the summary goes to <output_dir>/sft_selection.json."
+        },
+    )
+    recommendation_eval_steps: int | None = field(
+        default=None, metadata={"help": "Steps between validation evaluations (recommendation_eval_strategy 'steps')."}
+    )
+    recommendation_eval_samples: int | None = field(
+        default=None, metadata={"help": "Validation users per evaluation (default: all)."}
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop after this many evaluations without a better validation HR@10 (default: never)."},
+    )
+    keep_best_checkpoint: bool = field(
+        default=True,
+        metadata={"help": "Save the best-by-validation-HR@10 weights as the policy (else the last weights)."},
+    )
+    sid_unlikelihood_coef: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the trie unlikelihood term -log(1 - q) (q: probability of tokens that leave the "
+            "catalog's SID trie after the ground-truth prefix), added to the NLL against hallucinated SIDs; 0: off."
+        },
+    )
+
+    def __post_init__(self):
+        from ..sft import RECOMMENDATION_EVAL_STRATEGIES
+
+        if self.recommendation_eval_strategy not in RECOMMENDATION_EVAL_STRATEGIES:
+            raise ValueError(
+                f"recommendation_eval_strategy must be one of {list(RECOMMENDATION_EVAL_STRATEGIES)}, got "
+                f"{self.recommendation_eval_strategy!r}."
+            )
+        if not self.sid_unlikelihood_coef >= 0:
+            raise ValueError(f"sid_unlikelihood_coef must be >= 0, got {self.sid_unlikelihood_coef}.")
 
 
 @dataclass

@@ -18,9 +18,12 @@
     adagrpo-trl sft --config ml-100k
     adagrpo-trl sft --data_dir runs/ml-100k/data --output_dir runs/ml-100k/sft --use_cpu true --bf16 false
     adagrpo-trl sft --config ml-100k --accelerate_config multi_cpu --num_processes 2
+    adagrpo-trl sft --config ml-100k --recommendation_eval_strategy epoch --recommendation_eval_samples 500 \
+        --early_stopping_patience 1 --num_train_epochs 4 --sid_unlikelihood_coef 1.0
     accelerate launch --config_file ddp.yaml -m adagrpo_trl.scripts.sft --config qwen2.5-0.5b
 """
 
+import logging
 import sys
 
 from trl import SFTConfig
@@ -29,6 +32,8 @@ from .configs import SFTScriptArguments
 from .recipe import RecipeParser, make_command_parser
 from .utils import expand_bare_resume_flag, launch_with_accelerate, maybe_subsample, setup_logging
 
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = "supervised next-item training (the SFT checkpoint)"
 
@@ -42,9 +47,17 @@ def run_sft(script: SFTScriptArguments, args: SFTConfig) -> str:
         `str`: the folder of the saved model and tokenizer (`args.output_dir`).
     """
     from ..data import PreparedData
-    from ..sft import build_policy, train_sft
+    from ..sft import build_policy, suggest_policy_size, train_sft
 
     prepared = PreparedData.load(script.data_dir)
+    train = maybe_subsample(prepared.datasets["train"], script.max_train_samples, args.seed)
+    if not script.model_name_or_path:
+        suggested = suggest_policy_size(len(prepared.catalog), len(train))
+        logger.info(
+            f"Size rule for {len(prepared.catalog)} items and {len(train)} training windows (a heuristic, "
+            f"adagrpo_trl.sft.suggest_policy_size): {suggested}; this run: hidden_size={script.hidden_size}, "
+            f"num_hidden_layers={script.num_hidden_layers}, num_train_epochs={args.num_train_epochs}."
+        )
     model, tokenizer, peft_config = build_policy(
         prepared.catalog,
         prepared.tokenizer,
@@ -57,8 +70,21 @@ def run_sft(script: SFTScriptArguments, args: SFTConfig) -> str:
         lora_r=script.lora_r,
         seed=args.seed,
     )
-    train = maybe_subsample(prepared.datasets["train"], script.max_train_samples, args.seed)
-    train_sft(model, tokenizer, train, args, peft_config=peft_config)
+    train_sft(
+        model,
+        tokenizer,
+        train,
+        args,
+        peft_config=peft_config,
+        catalog=prepared.catalog,
+        recommendation_eval_dataset=prepared.datasets["validation"],
+        recommendation_eval_strategy=script.recommendation_eval_strategy,
+        recommendation_eval_steps=script.recommendation_eval_steps,
+        recommendation_eval_samples=script.recommendation_eval_samples,
+        early_stopping_patience=script.early_stopping_patience,
+        keep_best_checkpoint=script.keep_best_checkpoint,
+        sid_unlikelihood_coef=script.sid_unlikelihood_coef,
+    )
     return args.output_dir
 
 
