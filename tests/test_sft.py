@@ -259,7 +259,10 @@ def test_without_keep_best_the_last_weights_are_saved(prepared, tmp_path):
         ({"recommendation_eval_strategy": "steps", "recommendation_eval_steps": 0}, "recommendation_eval_steps=0"),
         ({"recommendation_eval_strategy": "epoch", "early_stopping_patience": 0}, "early_stopping_patience=0"),
         ({"early_stopping_patience": 2}, "early_stopping_patience=2 needs validation"),
-        ({"recommendation_eval_strategy": "epoch", "recommendation_eval_samples": -3}, "recommendation_eval_samples=-3"),
+        (
+            {"recommendation_eval_strategy": "epoch", "recommendation_eval_samples": -3},
+            "recommendation_eval_samples=-3",
+        ),
         ({"sid_unlikelihood_coef": -1.0}, "sid_unlikelihood_coef=-1.0"),
         ({"sid_unlikelihood_coef": float("nan")}, "sid_unlikelihood_coef=nan"),
     ],
@@ -281,7 +284,11 @@ def test_selection_and_unlikelihood_need_the_catalog(prepared, tmp_path):
         )
     with pytest.raises(ValueError, match="needs the item catalog"):
         train_sft(
-            _model(prepared), prepared.tokenizer, prepared.datasets["train"], _args(tmp_path), sid_unlikelihood_coef=1.0
+            _model(prepared),
+            prepared.tokenizer,
+            prepared.datasets["train"],
+            _args(tmp_path),
+            sid_unlikelihood_coef=1.0,
         )
 
 
