@@ -850,3 +850,75 @@ def train_ranker(
         ranker.save(output_dir)
         logger.info("Saved the SASRec ranker to %s", output_dir)
     return ranker
+
+
+def train_ranker_from_prepared(
+    prepared: Any,
+    config: SASRecConfig | None = None,
+    item_feature_fields: Sequence[str] = (),
+    user_feature_fields: Sequence[str] = (),
+    full_history: bool = True,
+    output_dir: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    **fit_kwargs: Any,
+) -> SASRecRanker:
+    """
+    Trains a [`SASRecRanker`] on what `adagrpo-trl prepare` wrote: the training part of each user's sequence only
+    (validation and test items never reach the weights), the best epoch chosen on the validation rows (their targets
+    are used for selection only), with optional side features from the `.item` / `.user` attributes.
+
+    Args:
+        prepared ([`~adagrpo_trl.data.PreparedData`]):
+            The prepared data.
+        config ([`SASRecConfig`], *optional*):
+            Model hyper-parameters (`max_len` is the history the ranker reads: up to the user's full past).
+        item_feature_fields, user_feature_fields (`Sequence[str]`, *optional*):
+            Attribute fields used as side features (e.g. `["genre", "release_year"]`, `["age", "gender",
+            "occupation"]`); see [`~adagrpo_trl.data.attribute_tokens`].
+        full_history (`bool`, *optional*, defaults to `True`):
+            Validate on the users' full histories (as the reward reads them with `user_histories`), not the prompts'.
+        output_dir (`str`, *optional*):
+            Where to save the ranker.
+        device (`str` or `torch.device`, *optional*):
+            Training device.
+        **fit_kwargs:
+            [`SASRecRanker.fit`] options (`epochs`, `loss`, `lr`, `patience`, ...).
+
+    Raises:
+        `ValueError`: for data prepared without training sequences, or an unknown side-feature field.
+    """
+    from ..data.loaders import attribute_tokens
+
+    if not prepared.train_sequences:
+        raise ValueError("The prepared data has no training sequences; prepare it again with this version.")
+    validation = list(prepared.datasets["validation"])
+    user_ids = [row["user_id"] for row in validation]  # one row per user, in the order of train_sequences
+    if len(user_ids) != len(prepared.train_sequences):
+        raise ValueError(
+            f"{len(prepared.train_sequences)} training sequences but {len(user_ids)} validation users: the prepared "
+            "folder is inconsistent; prepare it again."
+        )
+    item_features = attribute_tokens(
+        prepared.attribute_table("item"), "item_id", item_feature_fields, "the .item data"
+    )
+    user_features = attribute_tokens(
+        prepared.attribute_table("user"), "user_id", user_feature_fields, "the .user data"
+    )
+    if (
+        full_history
+        and prepared.user_histories is not None
+        and "target_position" in prepared.datasets["validation"].column_names
+    ):
+        validation = prepared.user_histories.with_full_history(validation)
+    ranker = SASRecRanker(config, device=device).fit(
+        prepared.train_sequences,
+        user_ids=user_ids if user_features else None,
+        item_features=item_features or None,
+        user_features=user_features or None,
+        eval_examples=validation,
+        **fit_kwargs,
+    )
+    if output_dir is not None:
+        ranker.save(output_dir)
+        logger.info("Saved the SASRec ranker to %s", output_dir)
+    return ranker
