@@ -24,9 +24,10 @@ style: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The README's main command: the end-to-end pipeline on MovieLens-100K (report in runs/ml-100k/report/).
+# The README's main command: the end-to-end pipeline on MovieLens-100K (report in runs/ml-100k/report/), from the
+# packaged recipe adagrpo_trl/recipes/ml-100k/pipeline.yaml.
 demo: install
-	OMP_NUM_THREADS=2 $(VENV)/bin/adagrpo-trl pipeline --config recipes/ml-100k/pipeline.yaml
+	OMP_NUM_THREADS=2 $(VENV)/bin/adagrpo-trl pipeline --config ml-100k
 
 # The quality benchmark on MovieLens-100K, 3 seeds (30 min on 2 cores; writes benchmarks/results/quality/ml-100k/lr1e-4/,
 # the committed report; index of every result: benchmarks/README.md).

@@ -45,6 +45,9 @@ class AdaGRPOConfig(GRPOConfig):
       #{c ∈ {y*} ∪ rollouts : s_c ≤ s_n} ≤ ceil(ρ·(K+1)); discriminability R = R1 ∧ R2;
     - gate α = D ∧ R (`gate_mode="adaptive"`).
 
+    The full definitions (ties, missing scores, the loss) are in `docs/method.md#definitions`, the normalisers of the
+    gated term in `docs/method.md#normaliser` and what the trainer guarantees in `docs/method.md#guarantees`.
+
     Parameters:
         > Parameters that control the loss
 
@@ -57,7 +60,8 @@ class AdaGRPOConfig(GRPOConfig):
             Normaliser of the gated GRPO term. `"diluted"`: GRPO's own normaliser over every row/token of the batch,
             so the RL term shrinks with the gate rate (the paper's per-sample sum). `"admitted"`: the term is rescaled
             by (all rows or tokens) / (admitted rows or tokens) of the generation batch, so admitted samples weigh as
-            much as in ungated GRPO; the rescaling applies to everything the GRPO term holds (KL, entropy bonus).
+            much as in ungated GRPO; the rescaling applies to everything the GRPO term holds (KL, entropy bonus). See
+            `docs/method.md#normaliser`.
 
         > Parameters that control the sample gate
 

@@ -16,7 +16,8 @@ The stratified analysis behind AdaGRPO: where does the ranker's correction of th
 
 For every sample of a split, the policy's K trie-constrained beams (the "policy order") and the ground truth y* form
 the candidate set C = beams ∪ {y*}. The ground truth's rank in C by the policy's untempered log-prob (rank_π) and by
-the reward (rank_R) give the diagnostics of the gate (DESIGN.md §1.1), and re-ranking C by the reward measures the
+the reward (rank_R) give the diagnostics of the gate (`docs/method.md#definitions`), computed by the same functions as
+the trainer's gate ([`~adagrpo_trl.gating.compute_gate_decisions`]), and re-ranking C by the reward measures the
 ranker's correction (rank_π − rank_R, positive when the ranker moves the ground truth up). Samples are bucketed by
 policy uncertainty × ranker discriminability, where the paper finds that the correction helps only in the
 uncertain-and-discriminative cell, which is exactly the cell AdaGRPO's gate admits.
@@ -36,15 +37,26 @@ from .constrained import (
     isolated_generation_config,
     make_trie_processor_factory,
 )
-from .gating import negatives_in_bottom_rho, rank_of_ground_truth, sample_cross_negatives, top_fraction_cutoff
-from .utils import cut_after_eos, target_token_logps
+from .gating import (
+    TRL_REWARD_KWARGS,
+    aggregate_rewards,
+    compute_gate_decisions,
+    reward_kwargs,
+    reward_scoring_batch,
+    sample_cross_negatives,
+    sanitize_rewards,
+    sequence_ids,
+    summed_sequence_logps,
+    top_fraction_cutoff,
+)
+from .utils import cut_after_eos
 
 
 COARSE_POLICY_BUCKETS = ("certain", "uncertain")
 COARSE_RANKER_BUCKETS = ("discriminative", "non-discriminative")
 
-# Keyword arguments TRL passes to every reward function besides the dataset columns.
-_TRL_REWARD_KWARGS = ("prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric")
+# Keyword arguments TRL passes to every reward function besides the dataset columns (kept for old imports).
+_TRL_REWARD_KWARGS = TRL_REWARD_KWARGS
 
 
 def _no_op(*args: Any, **kwargs: Any) -> None:
@@ -200,7 +212,7 @@ def stratified_analysis(
     if context_columns is None:
         context_columns = [key for key in rows[0] if key not in (prompt_column, completion_column, "completion_ids")]
     for column in context_columns:
-        if column in _TRL_REWARD_KWARGS:
+        if column in TRL_REWARD_KWARGS:
             raise ValueError(f"Context column {column!r} clashes with a keyword TRL passes to reward functions.")
         if column not in rows[0]:
             raise ValueError(f"Context column {column!r} is not in the dataset (columns: {sorted(rows[0])}).")
@@ -218,7 +230,17 @@ def stratified_analysis(
 
     per_sample: dict[str, list] = {
         name: []
-        for name in ("rank_policy", "rank_reward", "in_beams", "uncertain", "r1", "r2", "discriminative", "unscorable")
+        for name in (
+            "rank_policy",
+            "rank_reward",
+            "in_beams",
+            "uncertain",
+            "r1",
+            "r2",
+            "discriminative",
+            "unscorable",
+            "gate",
+        )
     }
     try:
         batches = range(0, len(rows), batch_size)
@@ -247,25 +269,23 @@ def stratified_analysis(
                 model, input_ids[row_prompt], attention_mask[row_prompt], flat, pad_id, device
             ).view(num_prompts, group + 1)
             same_as_truth = torch.tensor(
-                [[ids == truths[p] for ids in beams[p * group : (p + 1) * group]] for p in range(num_prompts)]
-            )
-            beam_logps = logps[:, :group].masked_fill(same_as_truth, -torch.inf)
-            rank_policy = rank_of_ground_truth(beam_logps, logps[:, group])
+                [[ids == truths[p] for ids in beams[p * group : (p + 1) * group]] for p in range(num_prompts)],
+                dtype=torch.bool,
+            ).view(num_prompts, group)
             in_beams = same_as_truth.any(dim=1)
 
             # Cross-query negatives: beams of other prompts of this batch, never equal to the ground truth.
-            sequence_index: dict[tuple[int, ...], int] = {}
-            row_ids = torch.tensor([sequence_index.setdefault(tuple(ids), len(sequence_index)) for ids in beams])
-            truth_ids = torch.tensor([sequence_index.setdefault(tuple(ids), len(sequence_index)) for ids in truths])
+            row_ids, truth_ids = sequence_ids(beams, truths)
             negatives = sample_cross_negatives(row_ids, truth_ids, group, num_cross_negatives, generator)
 
             # Reward: every beam, the ground truth and the negatives, in the sample's context.
-            score_rows, score_ids = [], []
-            for p in range(num_prompts):
-                for ids in candidates[p] + [beams[n] for n in negatives[p].tolist() if n >= 0]:
-                    score_rows.append(p)
-                    score_ids.append(ids)
-            scores = _score(reward_funcs, weights, batch, prompts, score_rows, score_ids, tokenizer, context_columns)
+            scoring_batch = reward_scoring_batch(
+                batch,
+                prompts,
+                [candidates[p] + [beams[n] for n in negatives[p].tolist() if n >= 0] for p in range(num_prompts)],
+                context_columns,
+            )
+            scores = _score(reward_funcs, weights, *scoring_batch, tokenizer)
             beam_scores = torch.empty(num_prompts, group, dtype=torch.float64)
             truth_scores = torch.empty(num_prompts, dtype=torch.float64)
             negative_scores = torch.full((num_prompts, num_cross_negatives), -torch.inf, dtype=torch.float64)
@@ -277,22 +297,30 @@ def stratified_analysis(
                 available = int((negatives[p] >= 0).sum())
                 negative_scores[p, :available] = scores[cursor : cursor + available]
                 cursor += available
-            masked_beam_scores = beam_scores.masked_fill(same_as_truth, -torch.inf)
-            unscorable = torch.isnan(truth_scores)
-            rank_reward = rank_of_ground_truth(masked_beam_scores, truth_scores)
+            # The gate's own decisions, by the function the trainer calls.
+            decisions = compute_gate_decisions(
+                "adaptive",
+                tau,
+                rho,
+                same_as_truth,
+                rollout_logps=logps[:, :group],
+                ground_truth_logps=logps[:, group],
+                rollout_scores=beam_scores,
+                ground_truth_scores=truth_scores,
+                negative_scores=negative_scores,
+            )
             # A ground truth the reward cannot score is last after re-ranking.
-            rank_reward = torch.where(unscorable, group + 1 - in_beams.long(), rank_reward)
-            r1 = (rank_reward <= k_tau) & ~unscorable
-            r2 = negatives_in_bottom_rho(beam_scores, truth_scores, negative_scores, rho)
+            rank_reward = torch.where(torch.isnan(truth_scores), group + 1 - in_beams.long(), decisions.rank_reward)
 
-            per_sample["rank_policy"] += rank_policy.cpu().tolist()
+            per_sample["rank_policy"] += decisions.rank_policy.tolist()
             per_sample["rank_reward"] += rank_reward.tolist()
             per_sample["in_beams"] += in_beams.tolist()
-            per_sample["uncertain"] += (rank_policy.cpu() > k_tau).tolist()
-            per_sample["r1"] += r1.tolist()
-            per_sample["r2"] += r2.tolist()
-            per_sample["discriminative"] += (r1 & r2).tolist()
-            per_sample["unscorable"] += unscorable.tolist()
+            per_sample["uncertain"] += decisions.difficulty.tolist()
+            per_sample["r1"] += decisions.r1.tolist()
+            per_sample["r2"] += decisions.r2.tolist()
+            per_sample["discriminative"] += decisions.discriminability.tolist()
+            per_sample["unscorable"] += decisions.unscorable.tolist()
+            per_sample["gate"] += decisions.gate.tolist()
     finally:
         model.train(was_training)
 
@@ -313,7 +341,7 @@ def stratified_analysis(
         r1_rate=float(arrays["r1"].mean()),
         r2_rate=float(arrays["r2"].mean()),
         discriminative_rate=float(arrays["discriminative"].mean()),
-        gate_rate=float((arrays["uncertain"] & arrays["discriminative"]).mean()),
+        gate_rate=float(arrays["gate"].mean()),
         unscorable_rate=float(arrays["unscorable"].mean()),
     )
     result["summary"] = summary
@@ -414,52 +442,50 @@ def _sequence_logps(
     device: torch.device,
     chunk_size: int = 256,
 ) -> torch.Tensor:
-    """Summed log π(target | prompt) per row with a plain forward (no temperature), float32, as the trainer's gate."""
-    length = max(len(ids) for ids in targets)
-    target_ids = torch.tensor([ids + [pad_token_id] * (length - len(ids)) for ids in targets], device=device)
-    target_mask = torch.tensor([[1] * len(ids) + [0] * (length - len(ids)) for ids in targets], device=device)
+    """Summed untempered log π(target | prompt) per row, on the CPU: the trainer's gate function, in chunks."""
     logps = []
-    for start in range(0, target_ids.size(0), chunk_size):
+    for start in range(0, len(targets), chunk_size):
         chunk = slice(start, start + chunk_size)
-        token_logps = target_token_logps(
-            model, prompt_ids[chunk], prompt_mask[chunk], target_ids[chunk], target_mask[chunk]
+        logps.append(
+            summed_sequence_logps(
+                model, prompt_ids[chunk].to(device), prompt_mask[chunk].to(device), targets[chunk], pad_token_id
+            ).cpu()
         )
-        logps.append((token_logps * target_mask[chunk]).sum(dim=1).cpu())
     return torch.cat(logps)
 
 
 def _score(
     reward_funcs: list[Callable[..., Sequence[float | None]]],
     weights: torch.Tensor,
-    batch: list[dict[str, Any]],
-    prompts: list[str],
-    score_rows: list[int],
-    score_ids: list[list[int]],
+    context_rows: list[dict[str, Any]],
+    prompts: list[Any],
+    completion_ids: list[list[int]],
     tokenizer: Any,
-    context_columns: Sequence[str],
 ) -> torch.Tensor:
-    """Weighted reward of every candidate in its sample's context; NaN where every function returned `None`."""
-    completions = tokenizer.batch_decode(score_ids, skip_special_tokens=True)
-    kwargs = {column: [batch[p][column] for p in score_rows] for column in context_columns}
-    per_func = torch.empty(len(score_ids), len(reward_funcs), dtype=torch.float64)
+    """
+    Weighted reward of every candidate in its sample's context (see [`~adagrpo_trl.gating.reward_scoring_batch`]),
+    sanitised and aggregated as in training; NaN where no function could score it.
+    """
+    completions = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+    kwargs = reward_kwargs(context_rows)
+    per_func = torch.empty(len(completion_ids), len(reward_funcs), dtype=torch.float64)
     for i, func in enumerate(reward_funcs):
         values = func(
-            prompts=[prompts[p] for p in score_rows],
+            prompts=list(prompts),
             completions=completions,
-            completion_ids=[list(ids) for ids in score_ids],
+            completion_ids=[list(ids) for ids in completion_ids],
             trainer_state=None,
             log_extra=_no_op,
             log_metric=_no_op,
             **kwargs,
         )
         values = list(values)
-        if len(values) != len(score_ids):
+        if len(values) != len(completion_ids):
             name = getattr(func, "__name__", type(func).__name__)
-            raise ValueError(f"Reward {name!r} returned {len(values)} scores for {len(score_ids)} candidates.")
+            raise ValueError(f"Reward {name!r} returned {len(values)} scores for {len(completion_ids)} candidates.")
         per_func[:, i] = torch.tensor([np.nan if v is None else float(v) for v in values], dtype=torch.float64)
-    scores = (per_func * weights.to(per_func.dtype).unsqueeze(0)).nansum(dim=1)
-    scores[torch.isnan(per_func).all(dim=1)] = torch.nan
-    return scores
+    per_func = sanitize_rewards(per_func, [getattr(func, "none_means_failure", False) for func in reward_funcs])
+    return aggregate_rewards(per_func, weights)
 
 
 def _middle_label(k_tau: int) -> str:

@@ -12,17 +12,48 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-The AdaGRPO sample gate as pure tensor functions (no trainer state, no process group).
+The AdaGRPO sample gate as pure functions (no trainer state, no process group), shared by
+[`~adagrpo_trl.AdaGRPOTrainer`] and the stratified analysis ([`~adagrpo_trl.analysis.stratified_analysis`]), so that
+the analysis cannot drift from what training does. The definitions are in `docs/method.md#definitions`.
 
 Shapes: P prompts (groups), K rollouts per prompt, M cross-query negatives per prompt. Every function works on the
 *global* generation batch, so that the gate of a sample does not depend on how many processes share the batch.
 NaN scores (a reward that could not score a candidate) never win a comparison: a NaN rollout counts neither above nor
 below the ground truth, and a NaN ground-truth or negative score makes the sample non-discriminable.
+
+The pipeline, in the order both callers run it:
+
+1. [`sanitize_rewards`] and [`aggregate_rewards`]: per-function rewards → one NaN-aware score per candidate;
+2. [`sequence_ids`]: which rollouts are the ground truth (they tie with it) and which may serve as negatives;
+3. [`sample_cross_negatives`], then [`reward_scoring_batch`] / [`reward_kwargs`]: the ground truths and negatives are
+   scored in their prompt's context, with the keyword arguments TRL gives reward functions;
+4. [`summed_sequence_logps`]: log π of rollouts and ground truths (untempered);
+5. [`compute_gate_decisions`]: ranks, D, R1, R2, the unscorable prompts and the gate α.
 """
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from .utils import target_token_logps
+
+
+# Row keys TRL's `_calculate_rewards` does not pass to reward functions: the rollout itself, not its context.
+ROLLOUT_KEYS = ("prompt", "completion", "completion_ids")
+
+# Keyword arguments TRL passes to every reward function besides the dataset columns (`environments` only with them).
+TRL_REWARD_KWARGS = (
+    "prompts",
+    "completions",
+    "completion_ids",
+    "trainer_state",
+    "log_extra",
+    "log_metric",
+    "environments",
+)
 
 
 def top_fraction_cutoff(fraction: float, num_items: int) -> int:
@@ -235,3 +266,305 @@ def _check_2d(candidate_scores: torch.Tensor, ground_truth_scores: torch.Tensor)
         raise ValueError(
             f"ground-truth scores must have shape ({candidate_scores.size(0)},), got {tuple(ground_truth_scores.shape)}."
         )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Rewards: sanitising, aggregation, the scoring batch of ground truths and negatives
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def sanitize_rewards(
+    rewards_per_func: torch.Tensor,
+    none_means_failure: Sequence[bool],
+    reward_func_names: Sequence[str] | None = None,
+    warn: Callable[[str], Any] | None = None,
+) -> torch.Tensor:
+    """
+    The `(N, num_funcs)` rewards as GRPO and the gate may use them. An infinite reward (a reward function's inf, or a
+    float64 score beyond float32's range) becomes NaN, TRL's "no reward". A row that a reward function reporting its
+    failures as `None` (`none_means_failure`, e.g. [`~adagrpo_trl.RankerReward`] under `on_failure="gate_out"`) could
+    not score loses its other rewards too: it is then unscorable, so TRL gives it zero advantage and keeps it out of its
+    group's baseline, and the gate does not trust its prompt to the reward, instead of letting the other functions alone
+    score it. Without a fault, the tensor is returned unchanged (the same object).
+
+    Args:
+        rewards_per_func (`torch.Tensor` of shape `(N, F)`):
+            One column per reward function; NaN where a function returned `None`.
+        none_means_failure (`Sequence[bool]`):
+            Per function: whether its `None` means a failure (the function's `none_means_failure` attribute).
+        reward_func_names (`Sequence[str]`, *optional*):
+            Per function: its name, for the warning.
+        warn (`Callable[[str], Any]`, *optional*):
+            Called with a message when some rewards are infinite (e.g. `logger.warning`).
+
+    Returns:
+        `torch.Tensor` of shape `(N, F)`.
+    """
+    infinite = torch.isinf(rewards_per_func)
+    if infinite.any():
+        if warn is not None:
+            names = reward_func_names or [str(i) for i in range(rewards_per_func.size(1))]
+            bad_names = [name for name, bad in zip(names, infinite.any(dim=0).tolist(), strict=True) if bad]
+            warn(
+                f"{int(infinite.sum())} infinite reward(s) from {bad_names}: treated as missing (None), never as a "
+                "reward."
+            )
+        rewards_per_func = rewards_per_func.masked_fill(infinite, torch.nan)
+    failure_columns = [i for i, failure in enumerate(none_means_failure) if failure]
+    if failure_columns:
+        failed = torch.isnan(rewards_per_func[:, failure_columns]).any(dim=1, keepdim=True)
+        if failed.any():
+            rewards_per_func = rewards_per_func.masked_fill(failed, torch.nan)
+    return rewards_per_func
+
+
+def aggregate_rewards(rewards_per_func: torch.Tensor, reward_weights: torch.Tensor) -> torch.Tensor:
+    """
+    The weighted sum of the reward functions that GRPO uses, NaN-aware: a NaN reward is left out of the sum (never
+    wins), and the score is NaN only where every function returned `None`.
+
+    Args:
+        rewards_per_func (`torch.Tensor` of shape `(N, F)`):
+            Sanitised rewards ([`sanitize_rewards`]).
+        reward_weights (`torch.Tensor` of shape `(F,)`):
+            GRPO's `reward_weights`.
+
+    Returns:
+        `torch.Tensor` of shape `(N,)`, in the dtype of `rewards_per_func`.
+    """
+    weights = reward_weights.to(device=rewards_per_func.device, dtype=rewards_per_func.dtype).unsqueeze(0)
+    scores = (rewards_per_func * weights).nansum(dim=1)
+    scores[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+    return scores
+
+
+def reward_scoring_batch(
+    rows: Sequence[dict[str, Any]],
+    prompts: Sequence[Any],
+    candidates: Sequence[Sequence[Sequence[int]]],
+    context_columns: Sequence[str] | None = None,
+) -> tuple[list[dict[str, Any]], list[Any], list[list[int]]]:
+    """
+    The batch that scores candidates (ground truths, negatives, rollouts) in their sample's context: one entry per
+    candidate, with the sample's context row, its prompt and the candidate's token ids. The context row is what TRL's
+    reward call sees of a dataset row: every column except [`ROLLOUT_KEYS`] (or exactly `context_columns`).
+
+    Args:
+        rows (`Sequence[dict]`):
+            The dataset row of each sample.
+        prompts (`Sequence`):
+            The prompt of each sample.
+        candidates (`Sequence[Sequence[Sequence[int]]]`):
+            For each sample, the token ids of the candidates to score in its context, in order.
+        context_columns (`Sequence[str]`, *optional*):
+            The columns to pass; by default every column except [`ROLLOUT_KEYS`], as TRL.
+
+    Returns:
+        `tuple` of the context rows, the prompts and the completion ids, one entry per candidate. Pass them to TRL's
+        `_calculate_rewards`, or call the reward functions with [`reward_kwargs`].
+    """
+    context_rows, row_prompts, completion_ids = [], [], []
+    for row, prompt, sample_candidates in zip(rows, prompts, candidates, strict=True):
+        if context_columns is None:
+            context = {key: value for key, value in row.items() if key not in ROLLOUT_KEYS}
+        else:
+            context = {column: row[column] for column in context_columns}
+        for ids in sample_candidates:
+            context_rows.append(context)
+            row_prompts.append(prompt)
+            completion_ids.append(list(ids))
+    return context_rows, row_prompts, completion_ids
+
+
+def reward_kwargs(context_rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """
+    The dataset-column keyword arguments of a reward call, built as TRL's `GRPOTrainer._calculate_rewards` builds them:
+    `{column: [row[column] for row in rows]}` over the columns of the first row, minus [`ROLLOUT_KEYS`].
+
+    Args:
+        context_rows (`Sequence[dict]`):
+            One row per completion (see [`reward_scoring_batch`]).
+
+    Returns:
+        `dict[str, list]`.
+    """
+    if not context_rows:
+        return {}
+    keys = [key for key in context_rows[0] if key not in ROLLOUT_KEYS]
+    return {key: [row[key] for row in context_rows] for key in keys}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Sequences: identity and log-probs
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def sequence_ids(
+    rollouts: Sequence[Sequence[int]], ground_truths: Sequence[Sequence[int]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Ids in one space for the rollouts and the ground truths: two sequences share an id iff their tokens are equal.
+    Feeds [`sample_cross_negatives`] and the `is_ground_truth` mask of [`compute_gate_decisions`].
+
+    Args:
+        rollouts (`Sequence[Sequence[int]]`):
+            The N = P·K rollouts, rows of a group contiguous.
+        ground_truths (`Sequence[Sequence[int]]`):
+            The P ground truths.
+
+    Returns:
+        `tuple[torch.LongTensor, torch.LongTensor]` of shapes `(N,)` and `(P,)`.
+    """
+    index: dict[tuple[int, ...], int] = {}
+    row_ids = torch.tensor([index.setdefault(tuple(ids), len(index)) for ids in rollouts], dtype=torch.long)
+    ground_truth_ids = torch.tensor(
+        [index.setdefault(tuple(ids), len(index)) for ids in ground_truths], dtype=torch.long
+    )
+    return row_ids, ground_truth_ids
+
+
+def summed_sequence_logps(
+    model: Any,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    sequences: Sequence[Sequence[int]],
+    pad_token_id: int,
+) -> torch.Tensor:
+    """
+    Summed log π(sequence | prompt) of each row, with the model's plain forward (untempered, no fused head), in float32:
+    the log-probs of the difficulty test (`docs/method.md#definitions`). One forward over all rows; chunk the rows
+    yourself.
+
+    Args:
+        model:
+            A causal LM accepting `logits_to_keep`.
+        prompt_ids, prompt_mask (`torch.Tensor` of shape `(B, P)`):
+            Left-padded prompts, one per sequence.
+        sequences (`Sequence[Sequence[int]]`):
+            B token-id lists (EOS included where it belongs to the sequence).
+        pad_token_id (`int`):
+            Right padding of the sequences (masked out).
+
+    Returns:
+        `torch.Tensor` of shape `(B,)`, float32, on the prompts' device.
+    """
+    device = prompt_ids.device
+    length = max(len(ids) for ids in sequences)
+    targets = torch.tensor([list(ids) + [pad_token_id] * (length - len(ids)) for ids in sequences], dtype=torch.long)
+    target_mask = torch.tensor([[1] * len(ids) + [0] * (length - len(ids)) for ids in sequences], dtype=torch.long)
+    targets, target_mask = targets.to(device), target_mask.to(device)
+    token_logps = target_token_logps(model, prompt_ids, prompt_mask, targets, target_mask)
+    return (token_logps * target_mask).sum(dim=1).float()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The gate
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GateDecisions:
+    """
+    The output of [`compute_gate_decisions`], per prompt (shape `(P,)` each). A diagnostic whose inputs were not given
+    is `None`.
+
+    Args:
+        gate (`torch.BoolTensor`):
+            α of the gate mode.
+        rank_policy (`torch.LongTensor` or `None`):
+            rank_π(y*) among the rollouts (a rollout equal to y* not counted against it).
+        difficulty (`torch.BoolTensor` or `None`):
+            D = [rank_π(y*) > k_τ].
+        rank_reward (`torch.LongTensor` or `None`):
+            rank_R(y*) among the rollouts.
+        r1, r2 (`torch.BoolTensor` or `None`):
+            R1 and R2.
+        unscorable (`torch.BoolTensor` or `None`):
+            A score is missing (NaN) among the ground truth, the rollouts or the negatives.
+        discriminability (`torch.BoolTensor` or `None`):
+            R = R1 ∧ R2 ∧ ¬unscorable.
+    """
+
+    gate: torch.Tensor
+    rank_policy: torch.Tensor | None = None
+    difficulty: torch.Tensor | None = None
+    rank_reward: torch.Tensor | None = None
+    r1: torch.Tensor | None = None
+    r2: torch.Tensor | None = None
+    unscorable: torch.Tensor | None = None
+    discriminability: torch.Tensor | None = None
+
+
+def compute_gate_decisions(
+    mode: str,
+    tau: float,
+    rho: float,
+    is_ground_truth: torch.Tensor,
+    rollout_logps: torch.Tensor | None = None,
+    ground_truth_logps: torch.Tensor | None = None,
+    rollout_scores: torch.Tensor | None = None,
+    ground_truth_scores: torch.Tensor | None = None,
+    negative_scores: torch.Tensor | None = None,
+) -> GateDecisions:
+    """
+    The gate of every prompt of a (global) generation batch from its log-probs and reward scores: the one definition
+    used by [`~adagrpo_trl.AdaGRPOTrainer`] and the stratified analysis (`docs/method.md#definitions`).
+
+    A rollout equal to the ground truth ties with it: it is not counted against the ground truth (neither by the policy
+    nor by R1), so float noise between two forwards (or two reward calls) of the same sequence cannot outrank it. A
+    prompt with a NaN score among its ground truth, rollouts or negatives is *unscorable*: not discriminable, whatever
+    R1 and R2 say on the other scores.
+
+    Args:
+        mode (`str`):
+            The gate mode (`"adaptive"`, `"always"`, `"never"`, `"difficulty"`, `"discriminability"`).
+        tau (`float`):
+            τ, for D and R1.
+        rho (`float`):
+            ρ, for R2.
+        is_ground_truth (`torch.BoolTensor` of shape `(P, K)`):
+            Which rollouts equal their prompt's ground truth (see [`sequence_ids`]).
+        rollout_logps, ground_truth_logps (`torch.Tensor` of shapes `(P, K)` and `(P,)`, *optional*):
+            Summed untempered log π; needed by `"adaptive"` and `"difficulty"`.
+        rollout_scores, ground_truth_scores, negative_scores (`torch.Tensor` of shapes `(P, K)`, `(P,)`, `(P, M)`, *optional*):
+            Aggregated rewards ([`aggregate_rewards`]); a missing negative is `-inf`. Needed by `"adaptive"` and
+            `"discriminability"`.
+
+    Returns:
+        [`GateDecisions`].
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> decisions = compute_gate_decisions(
+    ...     "adaptive", tau=0.5, rho=0.5, is_ground_truth=torch.zeros(1, 2, dtype=torch.bool),
+    ...     rollout_logps=torch.tensor([[-1.0, -2.0]]), ground_truth_logps=torch.tensor([-3.0]),
+    ...     rollout_scores=torch.tensor([[0.1, 0.2]]), ground_truth_scores=torch.tensor([0.9]),
+    ...     negative_scores=torch.tensor([[0.0]]),
+    ... )
+    >>> decisions.gate
+    tensor([True])
+    ```
+    """
+    decisions = GateDecisions(gate=torch.empty(0, dtype=torch.bool))
+    if rollout_logps is not None and ground_truth_logps is not None:
+        masked = rollout_logps.masked_fill(is_ground_truth, -torch.inf)
+        decisions.rank_policy = rank_of_ground_truth(masked, ground_truth_logps)
+        decisions.difficulty = policy_difficulty(masked, ground_truth_logps, tau)
+    if rollout_scores is not None and ground_truth_scores is not None and negative_scores is not None:
+        masked = rollout_scores.masked_fill(is_ground_truth, -torch.inf)
+        decisions.rank_reward = rank_of_ground_truth(masked, ground_truth_scores)
+        decisions.r1 = reward_top_tau(masked, ground_truth_scores, tau)
+        decisions.r2 = negatives_in_bottom_rho(rollout_scores, ground_truth_scores, negative_scores, rho)
+        decisions.unscorable = (
+            torch.isnan(ground_truth_scores)
+            | torch.isnan(rollout_scores).any(dim=1)
+            | torch.isnan(negative_scores).any(dim=1)
+        )
+        decisions.discriminability = decisions.r1 & decisions.r2 & ~decisions.unscorable
+    if decisions.difficulty is None and decisions.discriminability is None and mode in ("always", "never"):
+        decisions.gate = torch.full((is_ground_truth.size(0),), mode == "always", dtype=torch.bool)
+    else:
+        decisions.gate = compute_gate(mode, decisions.difficulty, decisions.discriminability)
+    return decisions

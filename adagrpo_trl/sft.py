@@ -18,6 +18,8 @@ from typing import Any
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
+from .catalog import ItemCatalog
+
 
 def train_sft(
     model: Any,
@@ -85,3 +87,85 @@ def train_sft(
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(args.output_dir)
     return trainer
+
+
+def build_policy(
+    catalog: ItemCatalog,
+    tokenizer: Any = None,
+    model_name_or_path: str | None = None,
+    hidden_size: int = 128,
+    num_hidden_layers: int = 4,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    use_lora: bool = False,
+    lora_r: int = 16,
+    seed: int = 0,
+) -> tuple[Any, Any, Any]:
+    """
+    Builds the next-item policy that [`train_sft`] trains: a small Qwen2 from scratch over the prepared SID tokenizer
+    (the CPU default), or a pretrained causal LM with one token added per semantic-ID code of the catalog (embeddings
+    resized), optionally with LoRA on the linear layers and trainable SID rows.
+
+    Args:
+        catalog ([`~adagrpo_trl.catalog.ItemCatalog`]):
+            The prepared catalog; its codes give the SID tokens added to a pretrained backbone.
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`], *optional*):
+            The prepared SID tokenizer (`PreparedData.tokenizer`); required when `model_name_or_path` is empty.
+        model_name_or_path (`str`, *optional*):
+            A pretrained causal LM; empty or `None`: a small Qwen2 from scratch.
+        hidden_size (`int`, *optional*, defaults to `128`):
+            From scratch: hidden size.
+        num_hidden_layers (`int`, *optional*, defaults to `4`):
+            From scratch: layers.
+        num_attention_heads (`int`, *optional*, defaults to `4`):
+            From scratch: attention heads.
+        num_key_value_heads (`int`, *optional*, defaults to `2`):
+            From scratch: key/value heads.
+        use_lora (`bool`, *optional*, defaults to `False`):
+            Pretrained backbone: return a LoRA config with trainable SID rows (see
+            [`~adagrpo_trl.tokenization.sid_lora_config`]).
+        lora_r (`int`, *optional*, defaults to `16`):
+            LoRA rank (alpha is twice the rank).
+        seed (`int`, *optional*, defaults to `0`):
+            Seeds the from-scratch initialisation.
+
+    Returns:
+        `tuple`: the model, its tokenizer and the PEFT config (`None` without LoRA).
+
+    Example:
+
+    ```python
+    >>> from adagrpo_trl.data import PreparedData
+    >>> from adagrpo_trl.sft import build_policy
+    >>> prepared = PreparedData.load("runs/ml-100k/data")
+    >>> model, tokenizer, peft_config = build_policy(prepared.catalog, prepared.tokenizer, num_hidden_layers=2)
+    ```
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2ForCausalLM
+
+    from .tokenization import add_sid_tokens, sid_lora_config, sid_token, small_qwen2_config
+
+    if model_name_or_path:
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+        model = AutoModelForCausalLM.from_pretrained(model_name_or_path)
+        codes = catalog.codes
+        sid_tokens = [
+            sid_token(level, int(code)) for level in range(codes.shape[1]) for code in sorted(set(codes[:, level]))
+        ]
+        add_sid_tokens(tokenizer, model, sid_tokens)
+        peft_config = sid_lora_config(r=lora_r, lora_alpha=2 * lora_r) if use_lora else None
+        return model, tokenizer, peft_config
+    if tokenizer is None:
+        raise ValueError("build_policy: a from-scratch policy needs the prepared SID tokenizer, got tokenizer=None.")
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(
+        small_qwen2_config(
+            tokenizer,
+            hidden_size=hidden_size,
+            num_hidden_layers=num_hidden_layers,
+            num_attention_heads=num_attention_heads,
+            num_key_value_heads=num_key_value_heads,
+        )
+    )
+    return model, tokenizer, None

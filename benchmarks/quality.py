@@ -55,16 +55,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 
 logger = logging.getLogger("benchmarks.quality")
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = {
-    "ml-100k": REPO / "recipes" / "ml-100k" / "pipeline.yaml",
-    "ml-1m": REPO / "recipes" / "ml-1m" / "pipeline.yaml",
-    "synthetic": REPO / "recipes" / "ml-100k" / "pipeline.yaml",
+    "ml-100k": REPO / "adagrpo_trl" / "recipes" / "ml-100k" / "pipeline.yaml",
+    "ml-1m": REPO / "adagrpo_trl" / "recipes" / "ml-1m" / "pipeline.yaml",
+    "synthetic": REPO / "adagrpo_trl" / "recipes" / "ml-100k" / "pipeline.yaml",
 }
 METRICS = ("hr@10", "ndcg@10", "hallucination")
 MIXTURE_COEFS = (0.1, 0.3, 1.0, 3.0)
@@ -184,7 +183,9 @@ def report_stem(args: argparse.Namespace, level: str | None = None) -> str:
 
 
 def base_recipe(args: argparse.Namespace) -> dict[str, Any]:
-    recipe = yaml.safe_load(Path(args.recipe or RECIPES[args.dataset]).read_text())
+    from adagrpo_trl.scripts.recipe import load_recipe
+
+    recipe = load_recipe(Path(args.recipe or RECIPES[args.dataset]), "pipeline")
     train = dict(recipe.get("train", {}))
     train.update(
         max_steps=args.max_steps,
@@ -222,7 +223,7 @@ def method_grid(args: argparse.Namespace, tau: float, rho: float) -> dict[str, d
 
 
 def pipeline_args(recipe: dict[str, Any], output_dir: Path, seed: int, methods: dict[str, Any]):
-    from adagrpo_trl.cli import PipelineArguments
+    from adagrpo_trl.scripts.configs import PipelineArguments
 
     return PipelineArguments(**{**recipe, "output_dir": str(output_dir), "seed": seed, "methods": methods})
 
@@ -230,14 +231,13 @@ def pipeline_args(recipe: dict[str, Any], output_dir: Path, seed: int, methods: 
 def train_for_selection(run_dir: Path, recipe: dict[str, Any], seed: int, name: str, overrides: dict) -> float:
     """Trains one (τ, ρ) candidate from the seed's shared SFT model; returns its best validation HR@10."""
     from adagrpo_trl.adagrpo_config import AdaGRPOConfig
-    from adagrpo_trl.cli import TrainScriptArguments, run_train
-    from adagrpo_trl.pipeline import _split_section
+    from adagrpo_trl.scripts.configs import TrainScriptArguments
+    from adagrpo_trl.scripts.recipe import split_recipe_section
+    from adagrpo_trl.scripts.train import run_train
 
     method_dir = run_dir / "selection" / name
     if not (method_dir / "log_history.json").exists():
-        script, config = _split_section(
-            "train", {**recipe["train"], **overrides}, (TrainScriptArguments, AdaGRPOConfig)
-        )
+        script, config = split_recipe_section("train", {**recipe["train"], **overrides})
         script_args = TrainScriptArguments(
             **{
                 "ranker_path": str(run_dir / "ranker"),
@@ -263,7 +263,7 @@ def best_validation(method_dir: Path, metric: str = "eval_hr@10") -> float:
 def select_tau_rho(args: argparse.Namespace, recipe: dict[str, Any], run_dir: Path, seed: int) -> dict[str, Any]:
     """The small (τ, ρ) sweep on the validation split of one seed; returns the grid and the chosen pair."""
     # The shared stages (data, SFT, ranker) and the SFT evaluation, without any method yet.
-    from adagrpo_trl.pipeline import run_pipeline
+    from adagrpo_trl.scripts.pipeline import run_pipeline
 
     run_pipeline(pipeline_args(recipe, run_dir, seed, {}))
     if len(args.tau_grid) == 1 and len(args.rho_grid) == 1:
@@ -354,7 +354,7 @@ def link_reused_method(
 
 
 def run_seed(recipe: dict[str, Any], run_dir: Path, seed: int, methods: dict[str, Any]) -> dict[str, Any]:
-    from adagrpo_trl.pipeline import run_pipeline
+    from adagrpo_trl.scripts.pipeline import run_pipeline
 
     return run_pipeline(pipeline_args(recipe, run_dir, seed, methods))
 

@@ -72,7 +72,8 @@ def probe_runs(tau: float, rho: float) -> dict[str, dict]:
 
 
 def sft_validation_hr(run_dir: Path) -> float:
-    from adagrpo_trl.cli import EvaluateArguments, run_evaluate
+    from adagrpo_trl.scripts.configs import EvaluateArguments
+    from adagrpo_trl.scripts.evaluate import run_evaluate
 
     output = run_dir / "probe" / "sft_validation.json"
     if not output.exists():

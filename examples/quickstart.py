@@ -19,7 +19,7 @@ ground truth (`completion`) is the next one. The reward is a deliberately noisy 
 only for popular items and scores rare ones at random, the situation AdaGRPO is made for. Prints the gate metrics.
 
     python examples/quickstart.py                       # or: make quickstart
-    accelerate launch --config_file recipes/accelerate_configs/multi_cpu.yaml --num_processes 2 examples/quickstart.py
+    accelerate launch --config_file adagrpo_trl/accelerate_configs/multi_cpu.yaml --num_processes 2 examples/quickstart.py
 
 Options: `--max_steps N`, `--logging_steps N`, `--output_dir DIR` (defaults: 80, 10, outputs/quickstart). Each
 process trains on 32 completions per step, so N processes train on N x 32 (N x 4 prompts of 8 rollouts).

@@ -18,7 +18,7 @@ see the same global generation batch. Writes the global gate of every generation
     python tests/distributed_gate.py --out one.json --per_device_train_batch_size 12
     python -m torch.distributed.run --nproc_per_node 2 tests/distributed_gate.py --out two.json \
         --per_device_train_batch_size 6
-    accelerate launch --config_file recipes/accelerate_configs/zero3.yaml --num_processes 2 --mixed_precision no \
+    accelerate launch --config_file adagrpo_trl/accelerate_configs/zero3.yaml --num_processes 2 --mixed_precision no \
         tests/distributed_gate.py --out zero3.json --per_device_train_batch_size 6
 
 Also writes how the run was distributed (distributed type, ZeRO stage, wrapper class) and the L2 norm of the change

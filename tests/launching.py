@@ -26,7 +26,7 @@ import pytest
 
 
 ROOT = Path(__file__).resolve().parents[1]
-ACCELERATE_CONFIGS = ROOT / "recipes" / "accelerate_configs"
+ACCELERATE_CONFIGS = ROOT / "adagrpo_trl" / "accelerate_configs"
 GATE_SCRIPT = Path(__file__).with_name("distributed_gate.py")
 QUICKSTART = ROOT / "examples" / "quickstart.py"
 
@@ -39,7 +39,7 @@ def free_port() -> int:
 
 def accelerate_launch(config: str, num_processes: int, *script_and_args: str) -> Callable[[], list[str]]:
     """
-    `accelerate launch --config_file recipes/accelerate_configs/<config>.yaml --num_processes N ...`, as a function
+    `accelerate launch --config_file adagrpo_trl/accelerate_configs/<config>.yaml --num_processes N ...`, as a function
     that builds the command line with a fresh free port each time it is called. Extra launcher flags (such as
     `--mixed_precision no`) go before the script in `script_and_args`.
     """

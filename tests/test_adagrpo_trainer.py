@@ -22,6 +22,7 @@ from transformers import LogitsProcessor
 from trl import GRPOConfig, GRPOTrainer
 
 from adagrpo_trl import AdaGRPOConfig, AdaGRPOTrainer
+from adagrpo_trl.gating import aggregate_rewards
 
 from . import toy
 
@@ -615,6 +616,6 @@ def test_async_and_weighted_rewards_score_the_gate(tmp_path, tokenizer, dataset)
     assert seen_sizes[:2] == [16, 4 * per_group]  # rollouts, then the gate's ground truths and negatives
     nan = float("nan")
     rewards = torch.tensor([[1.0, 0.5], [nan, 0.5], [nan, nan], [0.0, nan]])
-    aggregated = trainer._aggregate_rewards(rewards)
+    aggregated = aggregate_rewards(rewards, trainer.reward_weights)  # the function the trainer aggregates with
     assert aggregated[:2].tolist() == [1.5, -0.5] and aggregated[3].item() == 0.0
     assert torch.isnan(aggregated[2])  # unscorable by every function

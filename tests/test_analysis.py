@@ -20,8 +20,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adagrpo_trl import ItemCatalog
+from adagrpo_trl import AdaGRPOTrainer, ItemCatalog, adagrpo_trainer, gating
 from adagrpo_trl.analysis import format_stratified_analysis, stratified_analysis
+from adagrpo_trl.constrained import make_trie_processor_factory
 from adagrpo_trl.evaluation import recommend
 
 from . import toy
@@ -201,3 +202,74 @@ def test_format_and_validation(setup, tokenizer):
         stratified_analysis(
             model, tokenizer, dataset, _catalog(), lambda completions, **kw: [0.0], num_generations=K, max_samples=2
         )
+
+
+class DecisionRecorder(AdaGRPOTrainer):
+    """Records the dataset rows of each gated prompt, in the order the trainer gated them."""
+
+    def _compute_gate(self, output, stash, ground_truth_ids, num_generations, mode):
+        self.gated_rows = [*getattr(self, "gated_rows", []), *stash["inputs"][::num_generations]]
+        return super()._compute_gate(output, stash, ground_truth_ids, num_generations, mode)
+
+
+def test_analysis_and_trainer_take_the_same_gate_decisions(tmp_path, monkeypatch):
+    """
+    One gate: the trainer's first generation batch (beam rollouts through the catalog trie, so both draw the same K
+    beams; the seed of the analysis is the trainer's first negative-sampling seed) gives the same ranks, diagnostics
+    and gate as the stratified analysis of the same prompts with the same policy.
+    """
+    decisions = []
+
+    def recording(*args, **kwargs):
+        decisions.append(gating.compute_gate_decisions(*args, **kwargs))
+        return decisions[-1]
+
+    monkeypatch.setattr(adagrpo_trainer, "compute_gate_decisions", recording)
+    tokenizer = toy.make_tokenizer()
+    catalog = _catalog()
+    trainer = DecisionRecorder(
+        model=toy.make_model(tokenizer, seed=1),
+        reward_funcs=OracleOrAdversary(),
+        args=toy.tiny_config(
+            tmp_path,
+            rollout="beam",
+            per_device_train_batch_size=24,  # 6 prompts x K = 4 beams
+            max_steps=1,
+            learning_rate=0.0,
+            gate_tau=0.25,
+            gate_rho=0.6,
+            num_cross_negatives=2,
+            seed=0,
+        ),
+        train_dataset=toy.make_dataset(NUM_USERS),
+        processing_class=tokenizer,
+        logits_processors=[make_trie_processor_factory(catalog, tokenizer)],
+    )
+    trainer.train()
+    (trained,) = decisions
+    result = stratified_analysis(
+        trainer.model,
+        tokenizer,
+        trainer.gated_rows,
+        catalog,
+        OracleOrAdversary(),
+        num_generations=4,
+        tau=0.25,
+        rho=0.6,
+        num_cross_negatives=2,
+        batch_size=len(trainer.gated_rows),  # one batch: the same pool of cross-query negatives
+        seed=0,  # the trainer's generator at step 0: seed * 1_000_003 + 0
+        return_per_sample=True,
+        show_progress=False,
+    )
+    analysed = result["per_sample"]
+    assert analysed["rank_policy"] == trained.rank_policy.tolist()
+    assert analysed["uncertain"] == trained.difficulty.tolist()
+    assert analysed["r1"] == trained.r1.tolist()
+    assert analysed["r2"] == trained.r2.tolist()
+    assert analysed["unscorable"] == trained.unscorable.tolist()
+    assert analysed["discriminative"] == trained.discriminability.tolist()
+    assert analysed["gate"] == trained.gate.tolist()
+    # the comparison has teeth: the diagnostics take both values over these prompts
+    for name in ("uncertain", "discriminative", "unscorable", "gate"):
+        assert len(set(analysed[name])) == 2, name

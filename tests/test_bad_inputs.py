@@ -26,17 +26,7 @@ import pytest
 from datasets import Dataset
 
 from adagrpo_trl import AdaGRPOConfig, AdaGRPOTrainer, ItemCatalog
-from adagrpo_trl.cli import (
-    AnalyzeArguments,
-    EvaluateArguments,
-    PipelineArguments,
-    PolicyArguments,
-    PrepareArguments,
-    RankerArguments,
-    TrainScriptArguments,
-    make_parser,
-    run,
-)
+from adagrpo_trl.cli import make_parser, run
 from adagrpo_trl.data import (
     PreparedData,
     build_datasets,
@@ -48,8 +38,9 @@ from adagrpo_trl.data import (
     prepare_data,
 )
 from adagrpo_trl.evaluation import prompts_and_targets
-from adagrpo_trl.pipeline import _check_sections, _split_section
 from adagrpo_trl.rewards import RankerReward
+from adagrpo_trl.scripts.configs import PipelineArguments
+from adagrpo_trl.scripts.recipe import check_pipeline_sections, check_recipe_values, split_recipe_section
 from adagrpo_trl.tokenization import build_sid_tokenizer, load_tokenizer, sid_vocabulary
 from adagrpo_trl.utils import atomic_write, atomic_write_dir, atomic_write_json, atomic_write_text
 
@@ -366,29 +357,29 @@ def test_train_recipe_strings_are_parsed_like_the_command_line(tmp_path):
     # YAML scalars are accepted for plain string fields
     recipe = write(tmp_path / "train.yaml", TRAIN_RECIPE + "run_name: 2024\nresume_from_checkpoint: true\n")
     make_parser("train").parse_args_and_config(["--config", str(recipe)])
-    (train,) = _split_section("train", {"run_name": 2024, "resume_from_checkpoint": True}, (AdaGRPOConfig,))
+    (train,) = check_recipe_values({"run_name": 2024, "resume_from_checkpoint": True}, (AdaGRPOConfig,), "train")
     assert train == {"run_name": "2024", "resume_from_checkpoint": "true"}
 
 
 @pytest.mark.parametrize(
-    "section, values, classes, match",
+    "section, values, match",
     [
-        ("train", {"max_steps": "ten"}, (TrainScriptArguments, AdaGRPOConfig), r"the pipeline's 'train' section: key 'max_steps' must be int, got str 'ten'"),
-        ("train", {"gate_tau": [1]}, (TrainScriptArguments, AdaGRPOConfig), r"the pipeline's 'train' section: key 'gate_tau' must be float, got list \[1\]"),
-        ("sft", {"learning_rat": 0.1}, (PolicyArguments,), r"Unknown key 'learning_rat' in the pipeline's 'sft' section"),
-        ("prepare", {"max_history": "twenty"}, (PrepareArguments,), r"'prepare' section: key 'max_history' must be int, got str 'twenty'"),
-        ("evaluate", {"num_beams": None}, (EvaluateArguments,), r"'evaluate' section: key 'num_beams' must be int, got NoneType None"),
-        ("analyze", {"tau": "high"}, (AnalyzeArguments,), r"'analyze' section: key 'tau' must be float, got str 'high'"),
-        ("ranker", [1, 2], (RankerArguments,), r"the pipeline's 'ranker' section must be a mapping"),
+        ("train", {"max_steps": "ten"}, r"the pipeline's 'train' section: key 'max_steps' must be int, got str 'ten'"),
+        ("train", {"gate_tau": [1]}, r"the pipeline's 'train' section: key 'gate_tau' must be float, got list \[1\]"),
+        ("sft", {"learning_rat": 0.1}, r"Unknown key 'learning_rat' in the pipeline's 'sft' section"),
+        ("prepare", {"max_history": "twenty"}, r"'prepare' section: key 'max_history' must be int, got str 'twenty'"),
+        ("evaluate", {"num_beams": None}, r"'evaluate' section: key 'num_beams' must be int, got NoneType None"),
+        ("analyze", {"gate_tau": "high"}, r"'analyze' section: key 'gate_tau' must be float, got str 'high'"),
+        ("ranker", [1, 2], r"the pipeline's 'ranker' section must be a mapping"),
     ],
 )  # fmt: skip
-def test_pipeline_section_with_an_unknown_key_or_a_wrong_type(section, values, classes, match):
+def test_pipeline_section_with_an_unknown_key_or_a_wrong_type(section, values, match):
     with pytest.raises(ValueError, match=match):
-        _split_section(section, values, classes)
+        split_recipe_section(section, values)
 
 
 def test_pipeline_sections_are_parsed_to_their_types():
-    (ranker,) = _split_section("ranker", {"learning_rate": "1e-3", "epochs": 2}, (RankerArguments,))
+    (ranker,) = split_recipe_section("ranker", {"learning_rate": "1e-3", "epochs": 2})
     assert ranker == {"learning_rate": 0.001, "epochs": 2}
 
 
@@ -397,7 +388,7 @@ def test_pipeline_checks_every_section_before_the_first_stage(tmp_path):
         output_dir=str(tmp_path / "run"), methods={"grpo": {"gate_mode": "always", "max_step": 3}}
     )
     with pytest.raises(ValueError, match=r"Unknown key 'max_step' in the pipeline's 'methods.grpo' section; did you mean 'max_steps'"):  # fmt: skip
-        _check_sections(args)
+        check_pipeline_sections(args)
     recipe = write(
         tmp_path / "pipeline.yaml", "output_dir: run\nprepare: {dataset: synthetic}\ntrain: {max_steps: ten}\n"
     )
@@ -536,7 +527,7 @@ def test_sasrec_save_keeps_the_previous_weights(tmp_path, monkeypatch):
 def test_report_png_is_written_through_a_temporary_file(tmp_path, monkeypatch):
     import matplotlib.figure
 
-    from adagrpo_trl.pipeline import plot_report
+    from adagrpo_trl.scripts.report import plot_report
 
     methods = {"sft": {"hallucination": 0.1, "hr@10": 0.2}}
     histories = {"sft": [{"step": 1, "loss/nll": 2.0}, {"step": 2, "loss/nll": 1.5}]}

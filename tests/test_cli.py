@@ -17,17 +17,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from adagrpo_trl.cli import COMMANDS, make_parser, run
-from adagrpo_trl.pipeline import _split_section
+from adagrpo_trl.scripts.recipe import split_recipe_section
 
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if "accelerate_configs" not in p.parts)
+# The packaged tiny simulator recipe, by name (adagrpo_trl/recipes/synthetic/pipeline_tiny.yaml).
+TINY = "synthetic/pipeline_tiny"
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -48,40 +47,52 @@ def test_unknown_command_and_unknown_recipe_key(tmp_path):
         make_parser("prepare").parse_args_and_config(["--config", str(recipe)])
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_recipe_parses(recipe):
-    # recipes are named after their command: pipeline*.yaml, sft*.yaml, train*.yaml, ...
-    command = max((c for c in COMMANDS if recipe.stem.startswith(c)), key=len, default=None)
-    assert command is not None, f"{recipe.name} does not start with a command name {sorted(COMMANDS)}"
-    parsed = make_parser(command).parse_args_and_config(["--config", str(recipe)])
-    if command == "pipeline":
-        # every section's keys belong to the stage that receives them
-        from trl import SFTConfig
-
-        from adagrpo_trl import AdaGRPOConfig
-        from adagrpo_trl.cli import PolicyArguments, PrepareArguments, RankerArguments, TrainScriptArguments
-
-        (pipeline,) = parsed
-        _split_section("prepare", pipeline.prepare, (PrepareArguments,))
-        _split_section("sft", pipeline.sft, (PolicyArguments, SFTConfig))
-        _split_section("ranker", pipeline.ranker, (RankerArguments,))
-        for name, overrides in pipeline.methods.items():
-            _split_section(name, {**pipeline.train, **(overrides or {})}, (TrainScriptArguments, AdaGRPOConfig))
-
-
 def test_pipeline_section_with_an_unknown_key():
-    from adagrpo_trl.cli import RankerArguments
-
     with pytest.raises(ValueError, match="Unknown key 'epoch' in the pipeline's 'ranker' section"):
-        _split_section("ranker", {"epoch": 3}, (RankerArguments,))
+        split_recipe_section("ranker", {"epoch": 3})
+
+
+@pytest.mark.parametrize("command", ["sft", "train", "pipeline"])
+def test_a_command_module_runs_as_a_script(command):
+    # `python -m adagrpo_trl.scripts.<command>` (what `accelerate launch -m` runs) parses like `adagrpo-trl <command>`
+    done = subprocess.run(
+        [sys.executable, "-m", COMMANDS[command], "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"usage: adagrpo-trl {command}" in done.stdout
+
+
+def test_old_cli_names_still_import():
+    from adagrpo_trl import cli
+    from adagrpo_trl.checkpoints import last_complete_checkpoint
+    from adagrpo_trl.scripts import configs, pipeline, train
+
+    assert cli.PolicyArguments is configs.SFTScriptArguments is cli.SFTScriptArguments
+    assert cli.PipelineArguments is configs.PipelineArguments and cli.run_pipeline is pipeline.run_pipeline
+    assert cli.run_train is train.run_train and cli.last_complete_checkpoint is last_complete_checkpoint
+    with pytest.raises(AttributeError):
+        cli.no_such_name  # noqa: B018
+
+
+def test_analyze_takes_the_gate_names_and_the_old_ones_with_a_warning():
+    from adagrpo_trl.scripts.configs import AnalyzeArguments
+
+    (args,) = make_parser("analyze").parse_args_and_config(
+        ["--model_path", "m", "--data_dir", "d", "--ranker_path", "r", "--gate_tau", "0.5", "--gate_rho", "0.25"]
+    )
+    assert (args.gate_tau, args.gate_rho) == (0.5, 0.25)
+    with pytest.warns(FutureWarning) as warned:
+        old = AnalyzeArguments(model_path="m", data_dir="d", ranker_path="r", tau=0.5, rho=0.25)
+    messages = [str(warning.message) for warning in warned]
+    assert any("`tau` is deprecated, use `gate_tau`" in m for m in messages)
+    assert any("`rho` is deprecated, use `gate_rho`" in m for m in messages)
+    assert (old.gate_tau, old.gate_rho, old.tau, old.rho) == (0.5, 0.25, None, None)
 
 
 @pytest.mark.slow
 def test_tiny_pipeline_end_to_end_and_resume(tmp_path, capsys):
     output = tmp_path / "run"
-    methods = run(
-        ["pipeline", "--config", str(ROOT / "recipes/synthetic/pipeline_tiny.yaml"), "--output_dir", str(output)]
-    )
+    methods = run(["pipeline", "--config", TINY, "--output_dir", str(output)])
     assert {"sft", "adagrpo", "grpo"} <= set(methods) <= {"sft", "adagrpo", "grpo", "adagrpo@best", "grpo@best"}
     # the validation metrics were logged during training and the best checkpoint recorded
     best = json.loads((output / "methods" / "adagrpo" / "best_checkpoint.json").read_text())
@@ -109,7 +120,7 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path, capsys):
         assert bucket in printed
     # a second run finds every stage done and only rewrites the report
     before = (output / "methods" / "adagrpo" / "log_history.json").stat().st_mtime_ns
-    run(["pipeline", "--config", str(ROOT / "recipes/synthetic/pipeline_tiny.yaml"), "--output_dir", str(output)])
+    run(["pipeline", "--config", TINY, "--output_dir", str(output)])
     assert (output / "methods" / "adagrpo" / "log_history.json").stat().st_mtime_ns == before
 
 
@@ -117,7 +128,7 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path, capsys):
 def test_train_with_an_http_ranker_named_in_a_recipe(tmp_path):
     """`reward_funcs: [http]`: the ranker trained by the pipeline, served by `adagrpo-trl serve-ranker`."""
     output = tmp_path / "run"
-    run(["pipeline", "--config", str(ROOT / "recipes/synthetic/pipeline_tiny.yaml"), "--output_dir", str(output)])
+    run(["pipeline", "--config", TINY, "--output_dir", str(output)])
     import socket
 
     with socket.socket() as s:
@@ -188,10 +199,31 @@ def test_train_with_an_http_ranker_named_in_a_recipe(tmp_path):
     assert all(log["rewards/ranker/failures"] == 0 for log in logs)
 
 
+@pytest.mark.slow
+def test_train_on_two_processes_with_a_packaged_accelerate_config(tmp_path):
+    """`adagrpo-trl train --config synthetic --accelerate_config multi_cpu --num_processes 2`: accelerate's launch."""
+    from tests.launching import free_port
+
+    output = tmp_path / "run"
+    run(["pipeline", "--config", TINY, "--output_dir", str(output)])
+    done = subprocess.run(
+        [sys.executable, "-m", "adagrpo_trl.cli", "train", "--config", "synthetic", "--accelerate_config", "multi_cpu",
+         "--num_processes", "2", "--main_process_port", str(free_port()), "--data_dir", str(output / "data"),
+         "--model_name_or_path", str(output / "sft"), "--ranker_path", str(output / "ranker"),
+         "--output_dir", str(tmp_path / "ddp"), "--max_steps", "2", "--save_strategy", "no",
+         "--recommendation_eval_steps", "0"],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    history = json.loads((tmp_path / "ddp" / "log_history.json").read_text())
+    # 2 processes x 16 completions = 8 prompts of the 256 per step: twice the epoch fraction of one process
+    assert history[0]["epoch"] == pytest.approx(2 * 16 / 4 / 256)
+
+
 def test_pipeline_refuses_several_processes(tmp_path, monkeypatch):
     # The stages share folders without synchronising processes: under `accelerate launch` the pipeline says so.
-    from adagrpo_trl.cli import PipelineArguments
-    from adagrpo_trl.pipeline import run_pipeline
+    from adagrpo_trl.scripts.configs import PipelineArguments
+    from adagrpo_trl.scripts.pipeline import run_pipeline
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(RuntimeError, match=r"WORLD_SIZE=2.*only `train` under `accelerate launch`"):

@@ -52,7 +52,7 @@ def test_gate_and_loss_equal_for_one_and_two_processes(tmp_path):
 
 @pytest.mark.slow
 def test_quickstart_under_accelerate_launch_on_two_cpu_processes(tmp_path):
-    # The README's command: accelerate launch --config_file recipes/accelerate_configs/multi_cpu.yaml
+    # The README's command: accelerate launch --config_file adagrpo_trl/accelerate_configs/multi_cpu.yaml
     # --num_processes 2 examples/quickstart.py (shortened to 6 steps, on a free port).
     done = run(
         accelerate_launch(

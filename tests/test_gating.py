@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Hand-computed cases for the gate functions (DESIGN.md §1.1)."""
+"""Hand-computed cases for the gate functions (docs/method.md#definitions)."""
 
 import math
 
@@ -19,14 +19,24 @@ import pytest
 import torch
 
 from adagrpo_trl.gating import (
+    ROLLOUT_KEYS,
+    aggregate_rewards,
     compute_gate,
+    compute_gate_decisions,
     negatives_in_bottom_rho,
     policy_difficulty,
     rank_of_ground_truth,
+    reward_kwargs,
+    reward_scoring_batch,
     reward_top_tau,
     sample_cross_negatives,
+    sanitize_rewards,
+    sequence_ids,
+    summed_sequence_logps,
     top_fraction_cutoff,
 )
+
+from . import toy
 
 
 nan = float("nan")
@@ -183,3 +193,106 @@ def test_gate_end_to_end_hand_example():
     r2_fail = negatives_in_bottom_rho(scores, gt_score, torch.tensor([[0.35]]), 0.5)  # 4 > 3
     assert compute_gate("adaptive", difficulty, r1 & r2_fail).tolist() == [False]
     assert math.isclose(top_fraction_cutoff(0.5, 5), 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Rewards, sequences and the whole decision (the functions the trainer and the analysis share)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_aggregate_rewards_is_a_weighted_sum_where_nan_never_wins():
+    rewards = torch.tensor([[1.0, 0.5], [nan, 0.5], [nan, nan], [0.0, nan]])
+    aggregated = aggregate_rewards(rewards, torch.tensor([2.0, -1.0]))
+    assert aggregated[:2].tolist() == [1.5, -0.5] and aggregated[3].item() == 0.0
+    assert torch.isnan(aggregated[2])  # unscorable by every function
+    assert aggregate_rewards(rewards.double(), torch.tensor([2.0, -1.0])).dtype == torch.float64
+
+
+def test_sanitize_rewards_infinities_and_failures():
+    warnings = []
+    rewards = torch.tensor([[1.0, 0.5], [nan, 0.5], [math.inf, 0.2], [0.3, -math.inf]])
+    clean = sanitize_rewards(rewards, [True, False], ["ranker", "length"], warnings.append)
+    # inf -> no reward; the failing function's NaN takes the row's other rewards with it
+    assert clean[0].tolist() == [1.0, 0.5]
+    assert torch.isnan(clean[1:3]).all()
+    assert clean[3, 0].item() == pytest.approx(0.3) and torch.isnan(clean[3, 1])
+    assert len(warnings) == 1 and "2 infinite reward(s) from ['ranker', 'length']" in warnings[0]
+    untouched = torch.tensor([[1.0, nan]])
+    assert sanitize_rewards(untouched, [False, False]) is untouched  # no fault: the same tensor
+
+
+def test_sequence_ids_share_an_id_iff_the_tokens_are_equal():
+    rows, truths = sequence_ids([[1, 2], [3], [1, 2], [4]], [[3], [5, 6]])
+    assert rows.tolist() == [0, 1, 0, 2] and truths.tolist() == [1, 3]
+
+
+def test_reward_scoring_batch_passes_the_rows_context_as_trl_does():
+    rows = [
+        {"prompt": "p0", "completion": "gt0", "user_id": 0, "target_item": "a"},
+        {"prompt": "p1", "completion": "gt1", "user_id": 1, "target_item": "b"},
+    ]
+    context, prompts, ids = reward_scoring_batch(rows, ["p0", "p1"], [[[1], [2, 3]], [[4]]])
+    assert prompts == ["p0", "p0", "p1"] and ids == [[1], [2, 3], [4]]
+    assert all(not set(ROLLOUT_KEYS) & set(row) for row in context)
+    assert reward_kwargs(context) == {"user_id": [0, 0, 1], "target_item": ["a", "a", "b"]}
+    context, _, _ = reward_scoring_batch(rows, ["p0", "p1"], [[[1]], [[2]]], context_columns=["user_id"])
+    assert reward_kwargs(context) == {"user_id": [0, 1]}
+
+
+def test_summed_sequence_logps_equals_one_forward_per_sequence():
+    tokenizer = toy.make_tokenizer()
+    model = toy.make_model(tokenizer).eval()
+    prompt = tokenizer(text="history : next :")["input_ids"]
+    sequences = [
+        tokenizer(text=toy.ITEMS[i], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for i in (0, 5)
+    ]
+    sequences[1] = sequences[1][:2]  # different lengths: right padding is masked out
+    prompt_ids = torch.tensor([prompt, prompt])
+    with torch.no_grad():
+        logps = summed_sequence_logps(
+            model, prompt_ids, torch.ones_like(prompt_ids), sequences, tokenizer.pad_token_id
+        )
+        for row, ids in enumerate(sequences):
+            logits = model(input_ids=torch.tensor([prompt + ids])).logits[0, len(prompt) - 1 : -1]
+            expected = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(ids)[:, None]).sum()
+            torch.testing.assert_close(logps[row], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_compute_gate_decisions_hand_computed():
+    # P = 3 prompts, K = 4 rollouts, tau = 0.5 (k_tau = 2), rho = 0.4 (cutoff ceil(0.4 * 5) = 2), M = 1.
+    is_ground_truth = torch.tensor([[False, False, True, False], [False] * 4, [False] * 4])
+    rollout_logps = torch.tensor([[-1.0, -2.0, -0.5, -4.0], [-1.0, -2.0, -3.0, -4.0], [-5.0, -6.0, -7.0, -8.0]])
+    ground_truth_logps = torch.tensor([-3.0, -2.5, -4.0])
+    # rank_pi: p0: #{-1, -2} > -3 (the rollout equal to y* does not count) = 2 -> rank 3; p1: 2 -> 3; p2: 0 -> 1
+    rollout_scores = torch.tensor([[0.1, 0.9, 0.8, 0.0], [0.5, 0.1, 0.2, 0.3], [0.1, nan, 0.2, 0.3]])
+    ground_truth_scores = torch.tensor([0.8, 0.4, 0.9])
+    negative_scores = torch.tensor([[0.0], [0.35], [-1.0]])
+    # rank_R: p0: #{0.9} > 0.8 -> 2 (R1 true); p1: #{0.5} -> 2 (R1); p2: 1 (R1, the NaN rollout never wins)
+    # R2: p0: #{c <= 0.0} = {0.0} = 1 <= 2; p1: #{0.4? no; 0.1, 0.2, 0.3} = 3 > 2 -> false; p2: 0 <= 2
+    decisions = compute_gate_decisions(
+        "adaptive",
+        0.5,
+        0.4,
+        is_ground_truth,
+        rollout_logps,
+        ground_truth_logps,
+        rollout_scores,
+        ground_truth_scores,
+        negative_scores,
+    )
+    assert decisions.rank_policy.tolist() == [3, 3, 1]
+    assert decisions.difficulty.tolist() == [True, True, False]
+    assert decisions.rank_reward.tolist() == [2, 2, 1]
+    assert decisions.r1.tolist() == [True, True, True]
+    assert decisions.r2.tolist() == [True, False, True]
+    assert decisions.unscorable.tolist() == [False, False, True]  # p2 has a NaN rollout
+    assert decisions.discriminability.tolist() == [True, False, False]
+    assert decisions.gate.tolist() == [True, False, False]
+    difficulty_only = compute_gate_decisions(
+        "difficulty", 0.5, 0.4, is_ground_truth, rollout_logps, ground_truth_logps
+    )
+    assert difficulty_only.gate.tolist() == [True, True, False] and difficulty_only.r1 is None
+    for mode, value in (("always", True), ("never", False)):
+        assert compute_gate_decisions(mode, 0.5, 0.4, is_ground_truth).gate.tolist() == [value] * 3
+    with pytest.raises(ValueError, match="needs the discriminability"):
+        compute_gate_decisions("adaptive", 0.5, 0.4, is_ground_truth, rollout_logps, ground_truth_logps)

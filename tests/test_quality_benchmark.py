@@ -84,7 +84,7 @@ def test_method_grid_spans_pure_grpo_mixtures_and_the_adagrpo_ablations():
 
 def test_learning_rate_overrides_the_recipe_for_every_method():
     recipe_lr = quality.base_recipe(quality.parse_args([]))["train"]["learning_rate"]
-    assert recipe_lr == 1e-4  # recipes/ml-100k/pipeline.yaml
+    assert recipe_lr == 1e-4  # adagrpo_trl/recipes/ml-100k/train/*.yaml
     train = quality.base_recipe(quality.parse_args(["--learning_rate", "1e-5", "--max_steps", "7"]))["train"]
     assert train["learning_rate"] == 1e-5 and train["max_steps"] == 7
     with pytest.raises(ValueError, match="--learning_rate must be > 0, got 0.0"):
@@ -192,7 +192,7 @@ def test_quality_benchmark_end_to_end_on_the_tiny_simulator(tmp_path):
             "--dataset",
             "synthetic",
             "--recipe",
-            str(REPO / "recipes" / "synthetic" / "pipeline_tiny.yaml"),
+            str(REPO / "adagrpo_trl" / "recipes" / "synthetic" / "pipeline_tiny.yaml"),
             "--exposure_bias",
             "0.8",
             "--seeds",
@@ -252,7 +252,12 @@ def test_quality_benchmark_end_to_end_on_the_tiny_simulator(tmp_path):
     # A tagged variant (the admitted normaliser) reusing the shared stages and the always-gated methods: its own report
     # files and run folder, the untagged report untouched, the reused methods' test metrics identical.
     untagged = {path: path.read_bytes() for path in results.rglob("*") if path.is_file()}
-    common = ["--dataset", "synthetic", "--recipe", str(REPO / "recipes" / "synthetic" / "pipeline_tiny.yaml")]
+    common = [
+        "--dataset",
+        "synthetic",
+        "--recipe",
+        str(REPO / "adagrpo_trl" / "recipes" / "synthetic" / "pipeline_tiny.yaml"),
+    ]
     common += ["--exposure_bias", "0.8", "--seeds", "0", "1", "--max_steps", "4", "--eval_steps", "2"]
     common += ["--eval_samples", "20", "--mixture_coefs", "0.1", "1", "3", "--results_dir", str(results)]
     with pytest.raises(ValueError, match=r"trained with learning_rate=.*this run uses learning_rate=0.5"):

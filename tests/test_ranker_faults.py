@@ -35,6 +35,7 @@ from transformers import TrainerCallback
 from adagrpo_trl import AdaGRPOTrainer
 from adagrpo_trl.catalog import ItemCatalog
 from adagrpo_trl.constrained import make_trie_processor_factory
+from adagrpo_trl.gating import aggregate_rewards
 from adagrpo_trl.rankers import HTTPRanker, RankerError, RankerServerThread
 from adagrpo_trl.rewards import RankerReward
 
@@ -219,7 +220,7 @@ def test_faulty_ranker_run_finishes_counts_failures_and_never_trains_on_them(tmp
     # a prompt with a missing score (ground truth, a rollout or a negative) gets no GRPO term
     unscorable_rates = []
     for generation in trainer.generations:
-        scores = trainer._aggregate_rewards(generation["rewards"]).view(-1, 4)
+        scores = aggregate_rewards(generation["rewards"], trainer.reward_weights).view(-1, 4)
         ground_truth, negatives = generation["gate_scores"]
         unscorable = torch.isnan(scores).any(1) | torch.isnan(ground_truth) | torch.isnan(negatives).any(1)
         gate = generation["gate"].view(-1, 4)

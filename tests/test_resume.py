@@ -136,7 +136,8 @@ def test_train_command_parses_the_resume_flag(flags, expected):
 
 
 def test_pipeline_resumes_a_method_killed_mid_training(tmp_path, monkeypatch):
-    from adagrpo_trl import cli, pipeline
+    from adagrpo_trl import cli
+    from adagrpo_trl.scripts import pipeline
 
     root = tmp_path / "run"
     for folder, marker in (
@@ -155,8 +156,8 @@ def test_pipeline_resumes_a_method_killed_mid_training(tmp_path, monkeypatch):
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.output_dir) / "log_history.json").write_text("[]")
 
-    monkeypatch.setattr(cli, "run_train", train)
-    monkeypatch.setattr(cli, "run_evaluate", lambda args: {"hr@10": 0.1, "hallucination": 0.0})
+    monkeypatch.setattr(pipeline, "run_train", train)
+    monkeypatch.setattr(pipeline, "run_evaluate", lambda args: {"hr@10": 0.1, "hallucination": 0.0})
     arguments = cli.PipelineArguments(
         output_dir=str(root),
         train={"use_cpu": True, "bf16": False},
