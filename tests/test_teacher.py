@@ -34,7 +34,7 @@ from adagrpo_trl.rankers import (
 )
 from adagrpo_trl.rewards import HitReward, RankerReward
 
-from .test_sasrec import NUM_ITEMS, synthetic_sequences
+from .test_sasrec import synthetic_sequences
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -56,7 +56,7 @@ class TableRanker:
 
     def score(self, contexts, candidate_item_ids):
         self.contexts.extend(contexts)
-        return [self.table[c["user_id"]].get(item, 0.0) for c, item in zip(contexts, candidate_item_ids)]
+        return [self.table[c["user_id"]].get(item, 0.0) for c, item in zip(contexts, candidate_item_ids, strict=True)]
 
 
 def test_full_softmax_sasrec_beats_popularity():
