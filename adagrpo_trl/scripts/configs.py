@@ -154,13 +154,30 @@ class TrainScriptArguments:
     model_name_or_path: str = field(metadata={"help": "The SFT checkpoint to start from."})
     reward_funcs: list[str] = field(
         default_factory=lambda: ["sasrec"],
-        metadata={"help": "Reward names: 'sasrec', 'http' or dotted paths 'pkg.module:attr'."},
+        metadata={
+            "help": "Reward names: 'sasrec', 'http', 'hit' (1 for the ground-truth item; pair it with "
+            "gate_reward_weights 0) or dotted paths 'pkg.module:attr'."
+        },
     )
     ranker_path: str | None = field(default=None, metadata={"help": "'sasrec': the saved ranker folder."})
     ranker_url: str | None = field(default=None, metadata={"help": "'http': the ranker service URL."})
     reward_transform: str = field(default="raw", metadata={"help": "'raw' or 'sigmoid' ranker scores."})
     invalid_reward: float = field(default=-1.0, metadata={"help": "Reward of a hallucinated (invalid) item."})
     on_failure: str = field(default="gate_out", metadata={"help": "Ranker failures: 'gate_out' or 'raise'."})
+    full_history: bool = field(
+        default=True,
+        metadata={
+            "help": "Ranker rewards read each user's full past (the prepared user_histories.json, by user_id and "
+            "target_position), not the prompt's max_history items; false scores with the prompt's history."
+        },
+    )
+    popularity_bias: float = field(
+        default=0.0,
+        metadata={
+            "help": "λ >= 0 of the exposure-bias knob on ranker rewards: score + λ·log(1 + training count of the "
+            "item), a ranker misled by popular items (see the teacher report)."
+        },
+    )
     constrained_rollouts: bool = field(default=False, metadata={"help": "Constrain rollouts to catalog items."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
     use_lora: bool = field(default=False, metadata={"help": "LoRA with trainable SID rows (embed_tokens, lm_head)."})
