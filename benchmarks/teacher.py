@@ -16,8 +16,9 @@ The teacher benchmark: is the ranker a better recommender than the SFT policy it
 popularity-bias knob λ hurt it where a real exposure-biased ranker is wrong (tail ground truths) more than elsewhere?
 
 Stages (each skipped when its output is complete, so a killed run resumes): prepare -> SFT policy -> the strong
-SASRec ranker (full softmax, full histories up to `--max_len`, best epoch on validation) with its teacher report on
-ALL test users (against the policy's own beam-search hits) -> `benchmarks/results/teacher/<dataset>/report.{json,md}`.
+SASRec ranker (full softmax, full histories up to `--max_len`, best epoch on validation; `--ranker_only` runs this
+stage alone, e.g. beside SFT) -> the teacher report on ALL test users against the policy's own beam-search hits and
+beams -> `benchmarks/results/teacher/<dataset>/report.{json,md}`.
 
     python benchmarks/teacher.py --dataset ml-1m                   # the committed run (2 CPU cores)
     python benchmarks/teacher.py --dataset synthetic --quick        # a one-minute check of the shape
@@ -56,6 +57,30 @@ def run(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def teacher_vs_policy(data: Path, sft: Path, ranker: Path, popularity_biases: list[float]) -> dict:
+    """The teacher report on every test user, with the SFT policy's beam-search hits and beams (public functions)."""
+    from transformers import AutoModelForCausalLM
+
+    from adagrpo_trl.data import PreparedData
+    from adagrpo_trl.evaluation import hits_at_k, prompts_and_targets, recommend
+    from adagrpo_trl.rankers import SASRecRanker, prepared_teacher_report
+    from adagrpo_trl.tokenization import load_tokenizer
+
+    prepared = PreparedData.load(data)
+    tokenizer = load_tokenizer(sft)
+    policy = AutoModelForCausalLM.from_pretrained(sft)
+    prompts, targets = prompts_and_targets(prepared.datasets["test"], prepared.catalog)
+    ranked = recommend(policy, tokenizer, prompts, prepared.catalog, 20, False, 32)
+    hits = [bool(hit) for hit in hits_at_k(ranked, targets, 10)]
+    invalid = sum(item is None for row in ranked for item in row[:10]) / (10 * len(ranked))
+    report = prepared_teacher_report(
+        SASRecRanker.load(ranker), prepared, popularity_biases=popularity_biases, policy_hits=hits,
+        policy_rollouts=ranked,
+    )  # fmt: skip
+    report["policy"] = {"hr@10": sum(hits) / len(hits), "hallucination@10": invalid, "num_users": len(hits)}
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-1m")
@@ -71,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--item_feature_fields", nargs="*", default=[])
     parser.add_argument("--user_feature_fields", nargs="*", default=[])
     parser.add_argument("--quick", action="store_true", help="Tiny settings for a smoke run (synthetic data).")
+    parser.add_argument("--ranker_only", action="store_true", help="Stop after the ranker stage (runs beside SFT).")
     args = parser.parse_args(argv)
     out = Path(args.output_dir or f"runs/teacher-{args.dataset}")
     cli = [sys.executable, "-m", "adagrpo_trl.cli"]
@@ -83,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         timings["prepare"] = run(
             [*cli, "prepare", "--dataset", args.dataset, "--output_dir", str(data), *POLICY["prepare"]]
         )
-    if not (sft / "sft_complete.json").exists() and not (sft / "config.json").exists():
+    if not args.ranker_only and not (sft / "model.safetensors").exists():
         timings["sft"] = run(
             [*cli, "sft", "--data_dir", str(data), "--output_dir", str(sft), "--max_train_samples",
              str(args.max_train_samples), *sft_args]
@@ -92,15 +118,23 @@ def main(argv: list[str] | None = None) -> dict:
         ranker_args = [
             "--data_dir", str(data), "--output_dir", str(ranker), "--max_len", str(args.max_len), "--loss", "softmax",
             "--epochs", str(args.epochs), "--patience", str(args.patience), "--batch_size", str(args.batch_size),
-            "--learning_rate", str(args.learning_rate), "--teacher_policy_path", str(sft),
-            "--popularity_biases", *map(str, args.popularity_biases),
+            "--learning_rate", str(args.learning_rate), "--popularity_biases", *map(str, args.popularity_biases),
         ]  # fmt: skip
         if args.item_feature_fields:
             ranker_args += ["--item_feature_fields", *args.item_feature_fields]
         if args.user_feature_fields:
             ranker_args += ["--user_feature_fields", *args.user_feature_fields]
-        timings["train-ranker + teacher report"] = run([*cli, "train-ranker", *ranker_args])
-    teacher = json.loads((ranker / "teacher_report.json").read_text())
+        timings["train-ranker"] = run([*cli, "train-ranker", *ranker_args])
+    if args.ranker_only:
+        return {}
+    report_path = out / "teacher_vs_policy.json"
+    if not report_path.exists():
+        start = time.perf_counter()
+        teacher = teacher_vs_policy(data, sft, ranker, args.popularity_biases)
+        timings["policy evaluation + teacher report"] = time.perf_counter() - start
+        report_path.write_text(json.dumps(teacher, indent=2))
+    teacher = json.loads(report_path.read_text())
+    teacher["ranker"] = json.loads((ranker / "teacher_report.json").read_text())["ranker"]
     vs = teacher.get("vs_policy", {})
     summary = {
         "ranker_hr@10": teacher["unmasked"]["overall"]["hr@10"],
