@@ -28,7 +28,7 @@ from .constrained import (
     generate_with_shared_prefill,
     make_trie_processor_factory,
 )
-from .data import PreparedData, prepare_data
+from .data import PreparedData, UserHistories, prepare_data
 from .evaluation import evaluate_recommendations, paired_bootstrap
 from .gating import (
     compute_gate,
@@ -40,14 +40,17 @@ from .gating import (
     top_fraction_cutoff,
 )
 from .rankers import (
+    PopularityBiasedRanker,
     RankerError,
     SASRecConfig,
     SASRecRanker,
     format_quality_report,
+    format_teacher_report,
     ranker_quality_report,
+    teacher_report,
     train_ranker,
 )
-from .rewards import RankerReward, get_reward_funcs
+from .rewards import HitReward, RankerReward, get_reward_funcs
 from .semantic_ids import SemanticIDResult, build_semantic_ids, default_item_features
 from .sid import codes_to_sids, format_sid, parse_sid, sid_token, sid_vocabulary
 from .tokenization import build_sid_tokenizer, load_tokenizer
@@ -71,7 +74,9 @@ __all__ = [
     "AdaGRPOConfig",
     "AdaGRPOTrainer",
     "HTTPRanker",
+    "HitReward",
     "ItemCatalog",
+    "PopularityBiasedRanker",
     "PrefixTrie",
     "PreparedData",
     "RankerError",
@@ -81,6 +86,7 @@ __all__ = [
     "SASRecRanker",
     "SemanticIDResult",
     "TrieLogitsProcessor",
+    "UserHistories",
     "build_generation_config",
     "build_semantic_ids",
     "build_sid_tokenizer",
@@ -92,6 +98,7 @@ __all__ = [
     "format_quality_report",
     "format_sid",
     "format_stratified_analysis",
+    "format_teacher_report",
     "generate_with_shared_prefill",
     "get_reward_funcs",
     "load_tokenizer",
@@ -108,6 +115,7 @@ __all__ = [
     "sid_token",
     "sid_vocabulary",
     "stratified_analysis",
+    "teacher_report",
     "top_fraction_cutoff",
     "train_ranker",
 ]

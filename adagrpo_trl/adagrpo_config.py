@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 GATE_MODES = ("adaptive", "always", "never", "difficulty", "discriminability")
 ROLLOUT_MODES = ("sample", "beam")
 GATE_NORMALIZATIONS = ("diluted", "admitted")
+GATE_CANDIDATES = ("all", "valid")
 
 
 @dataclass
@@ -129,6 +130,24 @@ class AdaGRPOConfig(GRPOConfig):
         default=4,
         metadata={"help": "M: cross-query negatives per prompt for the R2 test (0 makes R2 true)."},
     )
+    gate_reward_weights: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Weights of the reward functions when the gate scores ground truths, rollouts and negatives "
+            "(default: `reward_weights`). E.g. reward_funcs [hit, sasrec] with gate_reward_weights [0, 1]: GRPO "
+            "trains on hit + ranker while the gate judges the ranker alone. A weighting that gives a hit reward "
+            "(which scores the ground truth at its maximum by construction) a nonzero weight is refused."
+        },
+    )
+    gate_candidates: str = field(
+        default="all",
+        metadata={
+            "help": "Candidates of R1 and R2: 'all' rollouts (an invalid rollout, scored at the invalid reward, "
+            "counts as one the ranker beats) or only the 'valid' (catalog) rollouts, with the cut-offs taken over "
+            "their count. 'valid' needs a reward function that reports invalid items (RankerReward does).",
+            "choices": list(GATE_CANDIDATES),
+        },
+    )
     ground_truth_column: str = field(
         default="completion",
         metadata={"help": "Dataset column holding the ground-truth completion text."},
@@ -193,6 +212,24 @@ class AdaGRPOConfig(GRPOConfig):
                 raise ValueError(f"`{name}` must be a finite number >= 0, got {name}={value!r}.")
         if self.gate_mode not in GATE_MODES:
             raise ValueError(f"`gate_mode` must be one of {list(GATE_MODES)}, got gate_mode={self.gate_mode!r}.")
+        if self.gate_candidates not in GATE_CANDIDATES:
+            raise ValueError(
+                f"`gate_candidates` must be one of {list(GATE_CANDIDATES)}, got gate_candidates={self.gate_candidates!r}."
+            )
+        if self.gate_reward_weights is not None:
+            weights = list(self.gate_reward_weights)
+            if not weights or not all(
+                isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) for w in weights
+            ):
+                raise ValueError(
+                    f"`gate_reward_weights` must be a non-empty list of finite numbers, got "
+                    f"gate_reward_weights={self.gate_reward_weights!r}."
+                )
+            if all(w == 0 for w in weights):
+                raise ValueError(
+                    f"`gate_reward_weights` must weigh at least one reward, got gate_reward_weights={weights!r}."
+                )
+            self.gate_reward_weights = [float(w) for w in weights]
         if self.gate_normalization not in GATE_NORMALIZATIONS:
             raise ValueError(
                 f"`gate_normalization` must be one of {list(GATE_NORMALIZATIONS)}, got "

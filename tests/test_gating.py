@@ -296,3 +296,45 @@ def test_compute_gate_decisions_hand_computed():
         assert compute_gate_decisions(mode, 0.5, 0.4, is_ground_truth).gate.tolist() == [value] * 3
     with pytest.raises(ValueError, match="needs the discriminability"):
         compute_gate_decisions("adaptive", 0.5, 0.4, is_ground_truth, rollout_logps, ground_truth_logps)
+
+
+def test_valid_only_discriminability_ranks_among_valid_rollouts():
+    scores = torch.tensor([[0.9, -1.0, -1.0, 0.2]])  # two invalid rollouts scored at the invalid reward
+    valid = torch.tensor([[True, False, False, True]])
+    truth = torch.tensor([0.5])
+    # R1, τ = 0.5: among all 4 the cut-off is 2 and the truth ranks 2nd; among the 2 valid ones the cut-off is 1.
+    assert reward_top_tau(scores, truth, 0.5).item() is True
+    assert reward_top_tau(scores, truth, 0.5, valid).item() is False
+    # R2, ρ = 0.5, a negative at 0.6: 4 of all 5 candidates lie at or below it (cut-off 3), 2 of the 3 counted (cut-off 2).
+    negative = torch.tensor([[0.6]])
+    assert negatives_in_bottom_rho(scores, truth, negative, 0.5).item() is False
+    assert negatives_in_bottom_rho(scores, truth, negative, 0.5, valid).item() is True
+    # With every rollout valid the option changes nothing.
+    everything = torch.ones_like(valid)
+    for tau in (0.25, 0.5, 1.0):
+        assert torch.equal(reward_top_tau(scores, truth, tau, everything), reward_top_tau(scores, truth, tau))
+        assert torch.equal(
+            negatives_in_bottom_rho(scores, truth, negative, tau, everything),
+            negatives_in_bottom_rho(scores, truth, negative, tau),
+        )
+    # No valid rollout: the truth is trivially first among the valid candidates.
+    assert reward_top_tau(scores, truth, 0.25, torch.zeros_like(valid)).item() is True
+    decisions = compute_gate_decisions(
+        "discriminability",
+        0.5,
+        0.5,
+        torch.zeros(1, 4, dtype=torch.bool),
+        rollout_scores=scores,
+        ground_truth_scores=truth,
+        negative_scores=torch.tensor([[0.3]]),
+        valid=valid,
+    )
+    assert decisions.r1.item() is False and decisions.r2.item() is True and decisions.gate.item() is False
+
+
+def test_aggregate_rewards_ignores_zero_weight_functions():
+    nan = float("nan")
+    rewards = torch.tensor([[1.0, 0.5], [1.0, nan], [nan, 0.25]])
+    gate = aggregate_rewards(rewards, torch.tensor([0.0, 1.0]))
+    assert gate[0].item() == 0.5 and gate[2].item() == 0.25
+    assert torch.isnan(gate[1])  # the ranker failed: a zero-weight hit reward does not make the row scorable

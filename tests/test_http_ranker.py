@@ -52,7 +52,7 @@ def ranker():
     sequences = [[ITEM_IDS[(start + j) % n] for j in range(8)] for start in range(n) for _ in range(4)]
     config = SASRecConfig(max_len=4, hidden_size=16, num_layers=1, num_heads=2, dropout=0.0)
     return SASRecRanker(config, device="cpu").fit(
-        sequences, epochs=10, batch_size=16, lr=1e-2, num_negatives=4, show_progress=False
+        sequences, epochs=10, batch_size=16, lr=1e-2, loss="bce", num_negatives=4, show_progress=False
     )
 
 

@@ -286,7 +286,8 @@ def test_quality_benchmark_end_to_end_on_the_tiny_simulator(tmp_path):
     assert variant["methods"]["sft"]["final"] == report["methods"]["sft"]["final"]
 
 
-def test_probe_refuses_a_run_dir_without_the_shared_stages(tmp_path):
+def test_probe_refuses_a_run_dir_without_the_shared_stages(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # as when the script runs: its folder is on sys.path
     spec = importlib.util.spec_from_file_location("quality_probe", REPO / "benchmarks" / "quality_probe.py")
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)

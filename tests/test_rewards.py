@@ -341,11 +341,11 @@ def test_registry_names_resolve(tmp_path):
     (http,) = get_reward_funcs("http", catalog=catalog, url="http://127.0.0.1:1", transform="sigmoid", concurrency=2)
     assert isinstance(http.ranker, HTTPRanker) and http.transform == "sigmoid" and http.batch_size == 512
     http.ranker.close()
-    assert set(REWARD_FACTORIES) == {"sasrec", "http"}
+    assert set(REWARD_FACTORIES) == {"sasrec", "http", "hit"}
 
 
 def test_registry_errors():
-    with pytest.raises(ValueError, match=r"Unknown reward 'sasrek'.*\['http', 'sasrec'\]"):
+    with pytest.raises(ValueError, match=r"Unknown reward 'sasrek'.*\['hit', 'http', 'sasrec'\]"):
         get_reward_funcs(["sasrek"])
     with pytest.raises(ValueError, match="catalog"):
         get_reward_funcs(["http"], url="http://127.0.0.1:1")

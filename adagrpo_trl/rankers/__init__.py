@@ -13,7 +13,8 @@
 # limitations under the License.
 """
 Rankers: what a ranker is ([`Ranker`], [`RankerError`]), the built-in [`SASRecRanker`] with its training
-([`train_ranker`]) and its quality report by item popularity ([`ranker_quality_report`]), and a ranker as an HTTP
+([`train_ranker`]), its quality report by item popularity ([`ranker_quality_report`]), the teacher report
+([`teacher_report`]), the popularity-bias knob ([`PopularityBiasedRanker`]), and a ranker as an HTTP
 service ([`HTTPRanker`] client, [`serve_ranker`] / [`RankerServerThread`] server). A ranker becomes a TRL reward
 function through [`~adagrpo_trl.rewards.RankerReward`].
 
@@ -24,8 +25,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .base import Ranker, RankerError, resolve_dotted_path
+from .popularity import PopularityBiasedRanker
 from .report import BUCKETS, format_quality_report, popularity_buckets, ranker_quality_report
-from .sasrec import SASRecConfig, SASRecModel, SASRecRanker, sequences_from_logs, train_ranker
+from .sasrec import (
+    SASRecConfig,
+    SASRecModel,
+    SASRecRanker,
+    sequences_from_logs,
+    train_ranker,
+    train_ranker_from_prepared,
+)
+from .teacher import format_teacher_report, prepared_teacher_report, teacher_report
 
 
 if TYPE_CHECKING:
@@ -44,6 +54,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BUCKETS",
     "HTTPRanker",
+    "PopularityBiasedRanker",
     "Ranker",
     "RankerError",
     "RankerServerThread",
@@ -52,10 +63,14 @@ __all__ = [
     "SASRecRanker",
     "create_app",
     "format_quality_report",
+    "format_teacher_report",
     "popularity_buckets",
+    "prepared_teacher_report",
     "ranker_quality_report",
     "resolve_dotted_path",
     "sequences_from_logs",
     "serve_ranker",
+    "teacher_report",
     "train_ranker",
+    "train_ranker_from_prepared",
 ]

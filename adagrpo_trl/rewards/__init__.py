@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-Reward functions: [`RankerReward`] (any ranker as a TRL reward function and as the scorer of AdaGRPO's gate) and the
+Reward functions: [`RankerReward`] (any ranker as a TRL reward function and as the scorer of AdaGRPO's gate),
+[`HitReward`] (the ground-truth hit) and the
 registry that resolves reward names used by recipes ([`get_reward_funcs`]: `"sasrec"`, `"http"`, or a dotted path
 `my_pkg.module:my_ranker`). The rankers themselves live in [`adagrpo_trl.rankers`].
 
@@ -27,11 +28,13 @@ from typing import TYPE_CHECKING, Any
 from ..rankers.base import Ranker, RankerError
 from ..rankers.report import format_quality_report, popularity_buckets, ranker_quality_report
 from ..rankers.sasrec import SASRecConfig, SASRecRanker, sequences_from_logs, train_ranker
+from .hit import HitReward
 from .ranker_reward import RankerReward
 from .registry import (
     REWARD_FACTORIES,
     dotted_path_reward,
     get_reward_funcs,
+    hit_reward,
     http_reward,
     resolve_dotted_path,
     sasrec_reward,
@@ -54,6 +57,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "REWARD_FACTORIES",
     "HTTPRanker",
+    "HitReward",
     "Ranker",
     "RankerError",
     "RankerReward",
@@ -64,6 +68,7 @@ __all__ = [
     "dotted_path_reward",
     "format_quality_report",
     "get_reward_funcs",
+    "hit_reward",
     "http_reward",
     "popularity_buckets",
     "ranker_quality_report",

@@ -24,12 +24,13 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any, Protocol
 
 from ..rankers.base import Ranker, RankerError
+from ..rankers.popularity import PopularityBiasedRanker
 from ..sid import normalize_sid_text
 
 
@@ -144,6 +145,16 @@ class RankerReward:
             Score identical `(context, item)` pairs of one call once.
         name (`str`, *optional*, defaults to `"ranker"`):
             The `__name__` under which TRL logs this reward.
+        user_histories ([`~adagrpo_trl.data.UserHistories`], *optional*):
+            Replaces each context's `history` by the user's full past (from the row's `user_id` and
+            `target_position`), so a ranker reads more than the policy's truncated prompt. The ground truth and the
+            gate's negatives are scored in the same contexts.
+        popularity_bias (`float`, *optional*, defaults to `0.0`):
+            λ of the exposure-bias knob: the ranker is wrapped in a
+            [`~adagrpo_trl.rankers.PopularityBiasedRanker`] that adds `λ·log(1 + item_counts[item])` to its scores
+            (before `transform`). Needs `item_counts` when > 0.
+        item_counts (`Mapping[str, int]`, *optional*):
+            Training frequency of each item, for `popularity_bias`.
 
     Example:
 
@@ -174,6 +185,9 @@ class RankerReward:
         context_columns: Sequence[str] | None = None,
         deduplicate: bool = True,
         name: str = "ranker",
+        user_histories: Any = None,
+        popularity_bias: float = 0.0,
+        item_counts: Mapping[str, int] | None = None,
     ):
         if not callable(getattr(ranker, "score", None)):
             raise TypeError(
@@ -197,6 +211,21 @@ class RankerReward:
             raise ValueError(f"invalid_reward must be a finite number, got invalid_reward={invalid_reward!r}.")
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"name must be a non-empty string without '/', got name={name!r}.")
+        if (
+            isinstance(popularity_bias, bool)
+            or not isinstance(popularity_bias, (int, float))
+            or not math.isfinite(popularity_bias)
+            or popularity_bias < 0
+        ):
+            raise ValueError(f"popularity_bias must be a finite number >= 0, got popularity_bias={popularity_bias!r}.")
+        if popularity_bias != 0.0 or item_counts is not None:
+            if item_counts is None:
+                raise ValueError(f"popularity_bias={popularity_bias!r} needs item_counts (training item frequencies).")
+            ranker = PopularityBiasedRanker(ranker, item_counts, popularity_bias)  # validates popularity_bias
+        if user_histories is not None and not callable(getattr(user_histories, "with_full_history", None)):
+            raise TypeError(f"user_histories must be a UserHistories, got {type(user_histories).__name__}.")
+        self.user_histories = user_histories
+        self.popularity_bias = float(popularity_bias)
         self.ranker = ranker
         self.catalog = catalog
         self.invalid_reward = float(invalid_reward)
@@ -413,7 +442,23 @@ class RankerReward:
                     f"RankerReward {self.__name__!r}: column {key!r} must be a list with one value per completion "
                     f"({num_rows}), got {type(value).__name__}."
                 )
-        return [{key: kwargs[key][i] for key in columns} for i in range(num_rows)]
+        contexts = [{key: kwargs[key][i] for key in columns} for i in range(num_rows)]
+        if self.user_histories is not None:
+            missing = [key for key in ("user_id", "target_position") if key not in kwargs]
+            if missing:
+                raise ValueError(
+                    f"RankerReward {self.__name__!r}: user_histories needs the dataset columns {missing} (prepare the "
+                    "data again with this version, and keep remove_unused_columns=False)."
+                )
+            full = self.user_histories.with_full_history(
+                [
+                    {"user_id": kwargs["user_id"][i], "target_position": kwargs["target_position"][i]}
+                    for i in range(num_rows)
+                ]
+            )
+            for context, row in zip(contexts, full, strict=True):
+                context["history"] = row["history"]
+        return contexts
 
     # -- transforms ----------------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..rankers.base import resolve_dotted_path
 from ..rankers.sasrec import SASRecRanker
+from .hit import HitReward
 from .ranker_reward import RankerReward
 
 
@@ -104,8 +105,17 @@ def http_reward(
     return RankerReward(client, catalog, **reward_kwargs)
 
 
+def hit_reward(catalog: Any = None) -> HitReward:
+    """
+    `"hit"`: a [`HitReward`] (1 for the row's ground-truth item, 0 otherwise). Pair it with a ranker reward and
+    `gate_reward_weights` that give it weight 0, so the gate judges the ranker alone.
+    """
+    _require_catalog(catalog, "hit")
+    return HitReward(catalog)
+
+
 # Reward names for recipes and the command line, like the reward registry of TRL's scripts.
-REWARD_FACTORIES: dict[str, Callable[..., Any]] = {"sasrec": sasrec_reward, "http": http_reward}
+REWARD_FACTORIES: dict[str, Callable[..., Any]] = {"sasrec": sasrec_reward, "http": http_reward, "hit": hit_reward}
 
 
 def _accepted_keys(factory: Callable[..., Any]) -> set[str]:
@@ -142,7 +152,7 @@ def dotted_path_reward(
 
 def get_reward_funcs(names: str | list[str], **kwargs: Any) -> list[Any]:
     """
-    Reward functions from names, for recipes: `"sasrec"`, `"http"` (see [`REWARD_FACTORIES`]) or a dotted path
+    Reward functions from names, for recipes: `"sasrec"`, `"http"`, `"hit"` (see [`REWARD_FACTORIES`]) or a dotted path
     `"pkg.module:attr"` (see [`dotted_path_reward`]).
 
     Args:
@@ -153,7 +163,7 @@ def get_reward_funcs(names: str | list[str], **kwargs: Any) -> list[Any]:
             `request_batch_size`, `request_timeout`, `max_retries`, `backoff`, `max_backoff`, `concurrency`, `headers`
             (http), `ranker_kwargs` (dotted-path classes) and the [`RankerReward`] options (`invalid_reward`,
             `transform`, `num_generations`, `batch_size`, `on_failure`, `timeout`, `tokenizer`, `context_columns`,
-            `deduplicate`, `name`). An option that no requested reward takes raises a `TypeError`.
+            `deduplicate`, `name`, `user_histories`, `popularity_bias`, `item_counts`); `"hit"` takes `catalog` only. An option that no requested reward takes raises a `TypeError`.
 
     Returns:
         `list`: one reward function per name.

@@ -123,19 +123,67 @@ class RankerArguments:
 
     data_dir: str = field(metadata={"help": "Folder written by `adagrpo-trl prepare`."})
     output_dir: str = field(metadata={"help": "Where the SASRec ranker is saved."})
-    epochs: int = field(default=20, metadata={"help": "Training epochs."})
+    epochs: int = field(default=20, metadata={"help": "Training epochs (at most, with early stopping)."})
     hidden_size: int = field(default=64, metadata={"help": "SASRec hidden size."})
     num_layers: int = field(default=2, metadata={"help": "SASRec layers."})
     num_heads: int = field(default=2, metadata={"help": "SASRec attention heads."})
-    max_len: int = field(default=50, metadata={"help": "SASRec maximum history length."})
+    dropout: float = field(default=0.2, metadata={"help": "SASRec dropout."})
+    max_len: int = field(
+        default=50,
+        metadata={
+            "help": "History items the ranker reads: the most recent of the user's full past (200 on ML-1M), "
+            "independent of the policy's max_history."
+        },
+    )
     batch_size: int = field(default=128, metadata={"help": "Training batch size."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate."})
-    num_negatives: int = field(default=1, metadata={"help": "Sampled negatives per positive."})
+    loss: str = field(
+        default="auto",
+        metadata={
+            "help": "'softmax' (cross-entropy over the catalog), 'sampled_softmax', 'bce' (one sampled negative: the "
+            "weak original objective) or 'auto' (softmax up to 100,000 items)."
+        },
+    )
+    num_negatives: int | None = field(
+        default=None, metadata={"help": "Negatives of 'bce' (per position, default 1) or 'sampled_softmax' (256)."}
+    )
     negative_sampling: str = field(
         default="popularity",
-        metadata={"help": "'uniform' or 'popularity' (exposure-biased, like a production CTR model)."},
+        metadata={"help": "Negatives of 'bce'/'sampled_softmax': 'uniform' or 'popularity' (exposure-biased)."},
+    )
+    patience: int | None = field(
+        default=3, metadata={"help": "Stop after this many epochs without a validation HR@10 gain (None: never)."}
+    )
+    item_feature_fields: list[str] = field(
+        default_factory=list, metadata={"help": "Side features from the .item fields, e.g. genre release_year."}
+    )
+    user_feature_fields: list[str] = field(
+        default_factory=list, metadata={"help": "Side features from the .user fields, e.g. age gender occupation."}
+    )
+    popularity_biases: list[float] = field(
+        default_factory=lambda: [0.0],
+        metadata={"help": "The popularity-bias levels λ the teacher report sweeps (score + λ·log(1 + count))."},
+    )
+    teacher_policy_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "A policy checkpoint: the teacher report then compares per-user hits (ranker-only / policy-only) "
+            "and uses the policy's beams as distractor rollouts (costs one beam-search evaluation)."
+        },
+    )
+    teacher_max_examples: int | None = field(
+        default=None, metadata={"help": "Test rows of the teacher report (default: every test user)."}
     )
     seed: int = field(default=0, metadata={"help": "Seed."})
+
+    def __post_init__(self):
+        for name in ("epochs", "hidden_size", "num_layers", "num_heads", "max_len", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"train-ranker: {name} must be an integer >= 1, got {name}={value!r}.")
+        for bias in self.popularity_biases:
+            if not bias >= 0:
+                raise ValueError(f"train-ranker: popularity_biases must be >= 0, got popularity_biases={bias!r}.")
 
 
 @dataclass
@@ -155,13 +203,30 @@ class TrainScriptArguments:
     model_name_or_path: str = field(metadata={"help": "The SFT checkpoint to start from."})
     reward_funcs: list[str] = field(
         default_factory=lambda: ["sasrec"],
-        metadata={"help": "Reward names: 'sasrec', 'http' or dotted paths 'pkg.module:attr'."},
+        metadata={
+            "help": "Reward names: 'sasrec', 'http', 'hit' (1 for the ground-truth item; pair it with "
+            "gate_reward_weights 0) or dotted paths 'pkg.module:attr'."
+        },
     )
     ranker_path: str | None = field(default=None, metadata={"help": "'sasrec': the saved ranker folder."})
     ranker_url: str | None = field(default=None, metadata={"help": "'http': the ranker service URL."})
     reward_transform: str = field(default="raw", metadata={"help": "'raw' or 'sigmoid' ranker scores."})
     invalid_reward: float = field(default=-1.0, metadata={"help": "Reward of a hallucinated (invalid) item."})
     on_failure: str = field(default="gate_out", metadata={"help": "Ranker failures: 'gate_out' or 'raise'."})
+    full_history: bool = field(
+        default=True,
+        metadata={
+            "help": "Ranker rewards read each user's full past (the prepared user_histories.json, by user_id and "
+            "target_position), not the prompt's max_history items; false scores with the prompt's history."
+        },
+    )
+    popularity_bias: float = field(
+        default=0.0,
+        metadata={
+            "help": "λ >= 0 of the exposure-bias knob on ranker rewards: score + λ·log(1 + training count of the "
+            "item), a ranker misled by popular items (see the teacher report)."
+        },
+    )
     constrained_rollouts: bool = field(default=False, metadata={"help": "Constrain rollouts to catalog items."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
     use_lora: bool = field(default=False, metadata={"help": "LoRA with trainable SID rows (embed_tokens, lm_head)."})

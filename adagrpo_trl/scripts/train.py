@@ -22,7 +22,9 @@ checkpoint of `output_dir`).
     accelerate launch --config_file zero2.yaml -m adagrpo_trl.scripts.train --config my_train.yaml
 """
 
+import logging
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,9 @@ from ..utils import atomic_write_json
 from .configs import TrainScriptArguments
 from .recipe import RecipeParser, make_command_parser
 from .utils import expand_bare_resume_flag, launch_with_accelerate, maybe_subsample, setup_logging
+
+
+logger = logging.getLogger("adagrpo_trl")
 
 
 DESCRIPTION = "AdaGRPO and its baselines (via gate_mode)"
@@ -57,17 +62,34 @@ def run_train(script: TrainScriptArguments, args: AdaGRPOConfig) -> str:
     prepared = PreparedData.load(script.data_dir)
     tokenizer = load_tokenizer(script.model_name_or_path)
     prepared.catalog.check_tokenizer(tokenizer, str(Path(script.data_dir, "catalog.json")), script.model_name_or_path)
-    reward_options: dict[str, Any] = dict(
-        catalog=prepared.catalog,
-        transform=script.reward_transform,
-        invalid_reward=script.invalid_reward,
-        on_failure=script.on_failure,
-        tokenizer=tokenizer,
-    )
+    reward_options: dict[str, Any] = dict(catalog=prepared.catalog)
+    ranker_rewards = [name for name in script.reward_funcs if name != "hit"]
+    if ranker_rewards:  # the RankerReward options ('hit' takes the catalog only)
+        reward_options.update(
+            transform=script.reward_transform,
+            invalid_reward=script.invalid_reward,
+            on_failure=script.on_failure,
+            tokenizer=tokenizer,
+        )
     if "sasrec" in script.reward_funcs:
         reward_options["ranker_path"] = script.ranker_path
     if "http" in script.reward_funcs:
         reward_options["url"] = script.ranker_url
+    if ranker_rewards and script.full_history:
+        if prepared.user_histories is None or "target_position" not in prepared.datasets["train"].column_names:
+            logger.warning(
+                "%s has no user histories (prepared by an older version): the ranker reads the prompt's history.",
+                script.data_dir,
+            )
+        else:
+            reward_options["user_histories"] = prepared.user_histories
+    if script.popularity_bias:
+        if not ranker_rewards:
+            raise ValueError(
+                f"popularity_bias={script.popularity_bias} needs a ranker reward among {script.reward_funcs}."
+            )
+        reward_options["popularity_bias"] = script.popularity_bias
+        reward_options["item_counts"] = Counter(item for sequence in prepared.train_sequences for item in sequence)
     reward_funcs = get_reward_funcs(list(script.reward_funcs), **reward_options)
     processors = [make_trie_processor_factory(prepared.catalog, tokenizer)] if script.constrained_rollouts else None
     peft_config = sid_lora_config(r=script.lora_r, lora_alpha=2 * script.lora_r) if script.use_lora else None
