@@ -52,6 +52,7 @@ from .rankers import (
 )
 from .rewards import HitReward, RankerReward, get_reward_funcs
 from .semantic_ids import SemanticIDResult, build_semantic_ids, default_item_features
+from .sft import SIDSFTTrainer, build_policy, suggest_policy_size, train_sft
 from .sid import codes_to_sids, format_sid, parse_sid, sid_token, sid_vocabulary
 from .tokenization import build_sid_tokenizer, load_tokenizer
 from .trie import PrefixTrie, build_trie
@@ -84,10 +85,12 @@ __all__ = [
     "RecommendationEvalCallback",
     "SASRecConfig",
     "SASRecRanker",
+    "SIDSFTTrainer",
     "SemanticIDResult",
     "TrieLogitsProcessor",
     "UserHistories",
     "build_generation_config",
+    "build_policy",
     "build_semantic_ids",
     "build_sid_tokenizer",
     "build_trie",
@@ -115,7 +118,9 @@ __all__ = [
     "sid_token",
     "sid_vocabulary",
     "stratified_analysis",
+    "suggest_policy_size",
     "teacher_report",
     "top_fraction_cutoff",
     "train_ranker",
+    "train_sft",
 ]
