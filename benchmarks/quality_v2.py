@@ -502,7 +502,7 @@ def log_timing(history: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "steps": steps,
         "step_seconds": float(np.mean([t for _, t in timed])) if timed else None,
-        "train_seconds": round(seconds, 1) if timed else None,
+        "train_seconds": round(seconds, 3) if timed else None,
         "train_runtime_last_session": runtime[-1] if runtime else None,
     }
 
