@@ -438,6 +438,7 @@ def aggregate(per_seed: list[dict[str, Any]], methods: list[str]) -> dict[str, A
 
 LABELS = {
     "sft": "SFT",
+    "nll_only": "NLL only",
     "grpo": "pure GRPO",
     "adagrpo": "AdaGRPO",
     "adagrpo_difficulty": "AdaGRPO, difficulty only",
@@ -503,6 +504,7 @@ def plot_frontier(report: dict[str, Any], path: Path, title: str) -> None:
             axis.annotate(f"c={name.split('_')[1]}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         styles = {
             "sft": ("s", "black"),
+            "nll_only": ("P", "tab:green"),  # quality_v2.py's same-compute control
             "grpo": ("v", "tab:red"),
             "adagrpo": ("*", "tab:blue"),
             "adagrpo_difficulty": ("^", "tab:cyan"),
