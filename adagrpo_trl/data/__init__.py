@@ -25,6 +25,7 @@ from .loaders import (
 from .movielens import MOVIELENS_WHEELS, WheelDownloadError, default_cache_dir, fetch_wheel, load_movielens
 from .prepare import PreparedData, prepare_data
 from .simulator import SimulatedLogs, simulate_exposure_biased_logs
+from .sparse import SPARSE_PROXIES, log_statistics, sparse_proxy
 from .splits import (
     DEFAULT_PROMPT_TEMPLATE,
     PROMPT_WORDS,
@@ -45,6 +46,7 @@ __all__ = [
     "MOVIELENS_WHEELS",
     "PROMPT_WORDS",
     "PreparedData",
+    "SPARSE_PROXIES",
     "SimulatedLogs",
     "WheelDownloadError",
     "build_datasets",
@@ -59,9 +61,11 @@ __all__ = [
     "load_movielens",
     "load_recbole",
     "load_recbole_atomic",
+    "log_statistics",
     "parse_atomic",
     "prepare_data",
     "read_atomic_file",
     "simulate_exposure_biased_logs",
     "sliding_window_examples",
+    "sparse_proxy",
 ]
