@@ -171,8 +171,10 @@ def sid_quality_report(
 
 def sid_report_markdown(report: dict[str, Any], title: str | None = None) -> str:
     """
-    A markdown table of a [`sid_quality_report`]: one row per residual level (code usage, and the next-item share
-    of the SID prefix ending at that level against random SIDs).
+    A markdown table of a [`sid_quality_report`]: one row per residual level with its code usage and the share of
+    next items whose SID shares the prefix ending at that level, against random SIDs; with a
+    `validation_prefix_grouping` entry (as `prepare` adds: held-out pairs, last training item -> validation item),
+    the same two columns for those pairs.
     """
     lines = [f"### {title}", ""] if title else []
     lines.append(
@@ -180,21 +182,23 @@ def sid_report_markdown(report: dict[str, Any], title: str | None = None) -> str
         f"collision rate before dedup {report['collision_rate_before_dedup']:.2%}"
         + (f", {report['num_pairs']} consecutive training pairs." if "num_pairs" in report else ".")
     )
-    lines += [
-        "",
-        "| level | codebook size | used codes | usage | perplexity | next item shares prefix | random SIDs | lift |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    grouping = {entry["depth"]: entry for entry in report.get("prefix_grouping", [])}
+    columns = ["level", "codebook size", "used codes", "usage", "perplexity"]
+    groupings = []
+    for key, name in (("prefix_grouping", "train"), ("validation_prefix_grouping", "validation")):
+        if key in report:
+            columns += [f"{name}: next item shares prefix", "random SIDs", "lift"]
+            groupings.append({entry["depth"]: entry for entry in report[key]})
+    lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for level in report["levels"]:
-        entry = grouping.get(level["level"] + 1)
-        shares = (
-            f"{entry['share']:.2%} | {entry['random_share']:.2%} | {entry['lift']:.2f}"
-            if entry is not None
-            else "- | - | -"
-        )
-        lines.append(
-            f"| {level['level']} | {level['codebook_size']} | {level['used_codes']} | {level['usage']:.0%} | "
-            f"{level['perplexity']:.1f} | {shares} |"
-        )
+        cells = [
+            str(level["level"]),
+            str(level["codebook_size"]),
+            str(level["used_codes"]),
+            f"{level['usage']:.0%}",
+            f"{level['perplexity']:.1f}",
+        ]
+        for grouping in groupings:
+            entry = grouping[level["level"] + 1]
+            cells += [f"{entry['share']:.2%}", f"{entry['random_share']:.2%}", f"{entry['lift']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -98,6 +98,8 @@ def test_prepare_writes_the_report_and_the_feature_sources():
     quality = prepared.summary["sid_quality"]
     assert quality["collision_rate_before_dedup"] == prepared.summary["semantic_ids"]["collision_rate_before_dedup"]
     assert [entry["depth"] for entry in quality["prefix_grouping"]] == [1, 2]
+    assert [entry["depth"] for entry in quality["validation_prefix_grouping"]] == [1, 2]
+    assert "| validation: next item shares prefix | random SIDs | lift |" in sid_report_markdown(quality)
     # the default mix, on a log whose items have no text, goes on with co-occurrence alone
     assert prepare_data(simulated.log, num_levels=2).summary["sid_features"] == "cooccurrence"
     assert prepare_data(simulated.log, simulated.items, num_levels=2).summary["sid_features"] == "text+cooccurrence"

@@ -59,7 +59,9 @@ class PreparedData:
         tokenizer ([`~transformers.PreTrainedTokenizerBase`]):
             The from-scratch SID tokenizer (every SID token and the prompt words).
         summary (`dict`):
-            Semantic-ID statistics (collision rate before dedup, code usage) and split sizes.
+            Semantic-ID statistics (collision rate before dedup, code usage), their quality report (`sid_quality`, see
+            [`~adagrpo_trl.sid_report.sid_quality_report`], plus `validation_prefix_grouping` on held-out pairs), the
+            feature sources (`sid_features`) and split sizes.
         train_sequences (`list[list[str]]`):
             Each user's training prefix (validation and test items removed, no truncation): what a ranker or
             popularity baseline may be fit on.
@@ -262,10 +264,14 @@ def prepare_data(
         min_interactions=min_interactions,
         prompt_template=prompt_template,
     )
+    sid_quality = sid_quality_report(semantic_ids, split.train_sequences)
+    # the same prefix sharing on held-out pairs (last training item -> validation item), which the features never saw
+    held_out = sid_quality_report(semantic_ids, [sequence[-3:-1] for sequence in split.sequences])
+    sid_quality["validation_prefix_grouping"] = held_out["prefix_grouping"]
     summary = {
         "semantic_ids": semantic_ids.summary(),
         "sid_features": "+".join(sources),
-        "sid_quality": sid_quality_report(semantic_ids, split.train_sequences),
+        "sid_quality": sid_quality,
         "num_users": len(split.user_ids),
         "num_dropped_users": split.num_dropped_users,
         "splits": {name: len(rows) for name, rows in datasets.items()},
