@@ -230,7 +230,8 @@ def build_semantic_ids(
         codebook_size = default_codebook_size(num_items, num_levels)
     elif not isinstance(codebook_size, int) or isinstance(codebook_size, bool) or codebook_size < 2:
         raise ValueError(
-            f"codebook_size must be an integer >= 2 (a single code per level tells no items apart), got {codebook_size!r}."
+            "codebook_size must be an integer >= 2 (a single code per level tells no items apart), "
+            f"got {codebook_size!r}."
         )
 
     residual = features.copy()

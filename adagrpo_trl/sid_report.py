@@ -34,7 +34,7 @@ from .semantic_ids import SemanticIDResult
 def _codes_of(
     sids: SemanticIDResult | ItemCatalog | np.ndarray, item_ids: Sequence[str] | None
 ) -> tuple[np.ndarray, list[str], list[int] | None, float | None]:
-    """(codes, item ids, codebook sizes or None, collision rate or None) of a SemanticIDResult, ItemCatalog or array."""
+    """(codes, item ids, codebook sizes or None, collision rate or None) of SIDs given in one of three forms."""
     if isinstance(sids, SemanticIDResult):
         codes, ids, sizes, collision = sids.codes, sids.item_ids, sids.codebook_sizes, sids.collision_rate_before_dedup
     elif isinstance(sids, ItemCatalog):
@@ -62,47 +62,47 @@ def sid_quality_report(
     item_ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """
-        Quality figures of a catalog's semantic IDs.
+    Quality figures of a catalog's semantic IDs.
 
-        - `collision_rate_before_dedup`: the share of items that the residual codes (all levels but the last, dedup
-          one) do not identify, `1 - #distinct residual code tuples / num_items` (as in
-          [`~adagrpo_trl.semantic_ids.SemanticIDResult`]).
-        - `levels`: per residual level, `codebook_size`, `used_codes`, `usage` (used / size), `entropy_bits` of the
-          codes' distribution over items and `perplexity` (`2 ** entropy`; equal to the size when every code holds as many
-          items).
-        - `prefix_grouping` (with `train_sequences`): for each prefix depth `d` (1 = the first code), over consecutive
-          pairs of *different* items in the sequences, `share` = the fraction whose SIDs share the first `d` codes, and
-          `random_share` = the expected fraction when the same SIDs are shuffled over the items (same code sizes), i.e.
-          `sum_g n_g (n_g - 1) / (N (N - 1))` over the items' prefix groups `g`; `lift = share / random_share`.
+    - `collision_rate_before_dedup`: the share of items that the residual codes (all levels but the last, dedup
+      one) do not identify, `1 - #distinct residual code tuples / num_items` (as in
+      [`~adagrpo_trl.semantic_ids.SemanticIDResult`]).
+    - `levels`: per residual level, `codebook_size`, `used_codes`, `usage` (used / size), `entropy_bits` of the
+      codes' distribution over items and `perplexity` (`2 ** entropy`; equal to the size when every code holds as
+      many items).
+    - `prefix_grouping` (with `train_sequences`): for each prefix depth `d` (1 = the first code), over consecutive
+      pairs of *different* items in the sequences, `share` = the fraction whose SIDs share the first `d` codes, and
+      `random_share` = the expected fraction when the same SIDs are shuffled over the items (same code sizes), i.e.
+      `sum_g n_g (n_g - 1) / (N (N - 1))` over the items' prefix groups `g`; `lift = share / random_share`.
 
-        Args:
-            sids ([`~adagrpo_trl.semantic_ids.SemanticIDResult`], [`~adagrpo_trl.ItemCatalog`] or `np.ndarray`):
-                The SIDs; an array holds one row of codes per item (last column: the dedup level) and needs `item_ids`.
-            train_sequences (`Sequence[Sequence[str]]`, *optional*):
-                Users' training sequences of item ids (never validation or test items).
-            item_ids (`Sequence[str]`, *optional*):
-                With a codes array: the item of each row.
+    Args:
+        sids ([`~adagrpo_trl.semantic_ids.SemanticIDResult`], [`~adagrpo_trl.ItemCatalog`] or `np.ndarray`):
+            The SIDs; an array holds one row of codes per item (last column: the dedup level) and needs `item_ids`.
+        train_sequences (`Sequence[Sequence[str]]`, *optional*):
+            Users' training sequences of item ids (never validation or test items).
+        item_ids (`Sequence[str]`, *optional*):
+            With a codes array: the item of each row.
 
-        Returns:
-            `dict[str, Any]`: `num_items`, `num_levels` (dedup included), `collision_rate_before_dedup`, `levels`,
-            and `num_pairs` and `prefix_grouping` when `train_sequences` is given.
+    Returns:
+        `dict[str, Any]`: `num_items`, `num_levels` (dedup included), `collision_rate_before_dedup`, `levels`,
+        and `num_pairs` and `prefix_grouping` when `train_sequences` is given.
 
-        Raises:
-            `ValueError`: a sequence holding an item without a SID (naming it), or codes that do not match `item_ids`.
+    Raises:
+        `ValueError`: a sequence holding an item without a SID (naming it), or codes that do not match `item_ids`.
 
-        Example:
+    Example:
 
-        ```python
-        >>> import numpy as np
+    ```python
+    >>> import numpy as np
 
     from .catalog import ItemCatalog
     from .semantic_ids import SemanticIDResult
-        >>> from adagrpo_trl.sid_report import sid_quality_report
-        >>> codes = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])  # one residual level + dedup
-        >>> report = sid_quality_report(codes, [["a", "b", "c", "d"]], item_ids=["a", "b", "c", "d"])
-        >>> report["prefix_grouping"][0]["share"], report["prefix_grouping"][0]["random_share"]
-        (0.6666666666666666, 0.3333333333333333)
-        ```
+    >>> from adagrpo_trl.sid_report import sid_quality_report
+    >>> codes = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])  # one residual level + dedup
+    >>> report = sid_quality_report(codes, [["a", "b", "c", "d"]], item_ids=["a", "b", "c", "d"])
+    >>> report["prefix_grouping"][0]["share"], report["prefix_grouping"][0]["random_share"]
+    (0.6666666666666666, 0.3333333333333333)
+    ```
     """
     codes, ids, sizes, collision = _codes_of(sids, item_ids)
     num_items, num_levels = codes.shape

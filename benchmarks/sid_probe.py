@@ -103,8 +103,8 @@ def probe_dataset(name: str, factors: list[float], num_levels: int, seed: int, w
             }
             result["runs"].append(run)
             logger.info(
-                "%s %s (co-occurrence weight %g) size %d: collisions %.3f, validation next-item share depth 1 %.3f (random %.3f), depth 2 "
-                "%.3f (random %.3f)",
+                "%s %s (co-occurrence weight %g) size %d: collisions %.3f, validation next-item share depth 1 %.3f "
+                "(random %.3f), depth 2 %.3f (random %.3f)",
                 name,
                 source,
                 weight,
@@ -119,7 +119,7 @@ def probe_dataset(name: str, factors: list[float], num_levels: int, seed: int, w
 
 
 def probe_sft(candidates: list[str], run_dir: Path, output: Path) -> None:
-    """prepare -> sft -> evaluate on the validation split of ML-100K per `SOURCE:SIZE[:WEIGHT]`; the JSON after each."""
+    """prepare -> sft -> evaluate (validation split of ML-100K) per `SOURCE:SIZE[:WEIGHT]`; the JSON after each."""
     results = {"command": "python " + " ".join(sys.argv), "dataset": "ml-100k", "runs": []}
     for candidate in candidates:
         source, size, weight = (candidate.split(":") + ["1"])[:3]

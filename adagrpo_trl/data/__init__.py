@@ -11,7 +11,9 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Interaction logs -> leave-one-out next-item datasets: loaders, splits, MovieLens wheels, a sparse proxy and a simulator."""
+"""
+Interaction logs -> leave-one-out next-item datasets: loaders, splits, MovieLens wheels, a sparse proxy, a simulator.
+"""
 
 from .loaders import (
     AtomicFile,

@@ -16,8 +16,8 @@ A public sparse proxy of MovieLens: a seeded subset of users with short, truncat
 
 Sparse e-commerce logs look nothing like MovieLens: a few thousand users with a handful of interactions each, and a
 catalog as large as the number of users, most of it touched once or twice. [`sparse_proxy`] cuts MovieLens-1M down to
-that shape (3.3K users x 7 interactions over 3.1K items, half the interactions on long-tail items, `adagrpo-trl prepare --dataset ml-1m-sparse`), so
-that recipes and defaults can be checked on such data without a private log.
+that shape (3.3K users x 7 interactions over 3.1K items, half the interactions on long-tail items; `adagrpo-trl prepare
+--dataset ml-1m-sparse`), so that recipes and defaults can be checked on such data without a private log.
 """
 
 import numpy as np
