@@ -22,15 +22,20 @@ two usual symptoms of a bad tokenizer (notes/genrec-pitfalls.md).
 
 Built-in features: TF-IDF of item text reduced with truncated SVD ([`item_text_features`]), item-item co-occurrence
 within user sequences reduced with truncated SVD ([`cooccurrence_features`]), and both concatenated
-([`default_item_features`]). Any `(num_items, dim)` matrix works as well.
+([`default_item_features`]). Any `(num_items, dim)` matrix works as well, e.g. embeddings from a file
+([`load_item_embeddings`]); [`build_item_features`] mixes the sources named by a spec such as `"text+cooccurrence"`.
+[`~adagrpo_trl.sid_report.sid_quality_report`] says how good the resulting SIDs are.
 """
 
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy import sparse
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import TruncatedSVD
@@ -200,8 +205,8 @@ def build_semantic_ids(
         num_levels (`int`, *optional*, defaults to `3`):
             Residual k-means levels (the dedup level comes on top), in `[1, 25]`.
         codebook_size (`int`, *optional*):
-            Codes per residual level. Defaults to `ceil(2 * num_items ** (1 / num_levels))` clipped to `[2, 256]`
-            ([`default_codebook_size`]).
+            Codes per residual level, at least 2. Defaults to `ceil(2 * num_items ** (1 / num_levels))` clipped to
+            `[2, 256]` ([`default_codebook_size`]).
         seed (`int`, *optional*, defaults to `0`):
             Seed of the k-means initialisation.
         n_init (`int`, *optional*, defaults to `4`):
@@ -223,8 +228,11 @@ def build_semantic_ids(
     num_items = features.shape[0]
     if codebook_size is None:
         codebook_size = default_codebook_size(num_items, num_levels)
-    elif not isinstance(codebook_size, int) or codebook_size < 1:
-        raise ValueError(f"codebook_size must be a positive integer, got {codebook_size!r}.")
+    elif not isinstance(codebook_size, int) or isinstance(codebook_size, bool) or codebook_size < 2:
+        raise ValueError(
+            "codebook_size must be an integer >= 2 (a single code per level tells no items apart), "
+            f"got {codebook_size!r}."
+        )
 
     residual = features.copy()
     codes = np.zeros((num_items, num_levels + 1), dtype=np.int64)
@@ -457,4 +465,175 @@ def default_item_features(
                 cooccurrence_features(sequences, item_ids, dim=cooccurrence_dim, window=window, seed=seed)
             )
         )
+    return np.concatenate(blocks, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Feature sources: which blocks make up the item features, and user-supplied embeddings
+# ---------------------------------------------------------------------------------------------------------------------
+
+FEATURE_SOURCES = ("text", "cooccurrence", "embeddings")
+DEFAULT_FEATURE_SOURCES = "text+cooccurrence"
+
+
+def parse_feature_sources(spec: str) -> tuple[str, ...]:
+    """
+    The sources of a feature spec: names of [`FEATURE_SOURCES`] joined with `+`, e.g. `"text+cooccurrence"`.
+
+    Raises:
+        `ValueError`: an empty spec, an unknown or repeated source (naming it and the valid ones).
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(
+            f"The SID feature sources must be a non-empty string such as 'text+cooccurrence', got {spec!r}."
+        )
+    sources = tuple(part.strip() for part in spec.split("+"))
+    valid = ", ".join(repr(name) for name in FEATURE_SOURCES)
+    for part in sources:
+        if part not in FEATURE_SOURCES:
+            raise ValueError(
+                f"Unknown SID feature source {part!r} in {spec!r}; valid sources are {valid}, or a '+' mix of them "
+                "such as 'text+cooccurrence'."
+            )
+    if len(set(sources)) != len(sources):
+        raise ValueError(f"The SID feature sources {spec!r} name a source twice.")
+    return sources
+
+
+def load_item_embeddings(
+    path: str | os.PathLike, item_ids_path: str | os.PathLike | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """
+    Item embeddings from a file: a `.npy` matrix with its item ids in a text file (one id per line, in row order), or
+    a CSV/Parquet table with an `item_id` column and either one column of vectors (lists) or numeric columns.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            `.npy`, `.csv` or `.parquet` file.
+        item_ids_path (`str` or `os.PathLike`, *optional*):
+            `.npy` only: the ids file; defaults to the same path with the suffix `.txt` (`emb.npy` -> `emb.txt`).
+
+    Returns:
+        `tuple[np.ndarray, list[str]]`: the `(num_items, dim)` matrix and the item id of each row.
+
+    Raises:
+        `FileNotFoundError`: a missing file. `ValueError`: an unknown suffix, row/id counts that differ, no
+        `item_id` column or non-numeric vectors.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No item embeddings file at {path}.")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        ids_path = Path(item_ids_path) if item_ids_path is not None else path.with_suffix(".txt")
+        if not ids_path.exists():
+            raise FileNotFoundError(f"{path} needs its item ids, one per line, in {ids_path}: no such file.")
+        matrix = np.load(path, allow_pickle=False)
+        item_ids = [line.strip() for line in ids_path.read_text().splitlines() if line.strip()]
+        if matrix.ndim != 2 or matrix.shape[0] != len(item_ids):
+            raise ValueError(
+                f"{path} has shape {matrix.shape} but {ids_path} lists {len(item_ids)} item ids; one row per id."
+            )
+        return matrix, item_ids
+    if suffix == ".csv":
+        table = pd.read_csv(path)
+    elif suffix in (".parquet", ".pq"):
+        table = pd.read_parquet(path)
+    else:
+        raise ValueError(f"Item embeddings must be a .npy, .csv or .parquet file, got {path}.")
+    if "item_id" not in table.columns:
+        raise ValueError(f"{path} lacks the column 'item_id'; got {list(table.columns)}.")
+    vectors = table.drop(columns="item_id")
+    if vectors.shape[1] == 1 and vectors.iloc[:, 0].map(lambda value: isinstance(value, list | np.ndarray)).all():
+        matrix = np.stack([np.asarray(value, dtype=np.float64) for value in vectors.iloc[:, 0]])
+    else:
+        non_numeric = [column for column in vectors.columns if not pd.api.types.is_numeric_dtype(vectors[column])]
+        if non_numeric or vectors.shape[1] == 0:
+            raise ValueError(
+                f"{path}: the columns besides 'item_id' must be numeric (or one column of vectors), "
+                f"got non-numeric {non_numeric or list(vectors.columns)}."
+            )
+        matrix = vectors.to_numpy(dtype=np.float64)
+    return matrix, table["item_id"].astype(str).tolist()
+
+
+def build_item_features(
+    item_ids: Sequence[str],
+    sources: str = DEFAULT_FEATURE_SOURCES,
+    texts: Sequence[str] | None = None,
+    sequences: Sequence[Sequence[str]] | None = None,
+    embeddings: np.ndarray | None = None,
+    embedding_item_ids: Sequence[str] | None = None,
+    cooccurrence_weight: float = 1.0,
+    text_dim: int = 32,
+    cooccurrence_dim: int = 32,
+    window: int | None = 10,
+    seed: int = 0,
+) -> np.ndarray:
+    """
+    Item features from the sources a spec names: each block row-L2-normalised (user-supplied embeddings alone are used
+    as given), the co-occurrence block multiplied by `cooccurrence_weight` (the others by 1), concatenated in the
+    order text, co-occurrence, embeddings. `"text+cooccurrence"` with `cooccurrence_weight=1` is
+    [`default_item_features`].
+
+    Args:
+        item_ids (`Sequence[str]`):
+            The catalog, in the order of the output rows.
+        sources (`str`, *optional*, defaults to `"text+cooccurrence"`):
+            `"text"`, `"cooccurrence"`, `"embeddings"` or a `+` mix ([`parse_feature_sources`]).
+        texts (`Sequence[str]`, *optional*):
+            One text per item (needed by `"text"`).
+        sequences (`Sequence[Sequence[str]]`, *optional*):
+            Training sequences (needed by `"cooccurrence"`).
+        embeddings (`np.ndarray`, *optional*):
+            User-supplied item vectors (needed by `"embeddings"`), one row per id of `embedding_item_ids`, which must
+            cover the catalog (extra rows are ignored).
+        embedding_item_ids (`Sequence[str]`, *optional*):
+            The item id of each row of `embeddings`.
+        cooccurrence_weight (`float`, *optional*, defaults to `1.0`):
+            Weight of the co-occurrence block in a mix.
+        text_dim, cooccurrence_dim, window, seed:
+            As in [`default_item_features`].
+
+    Returns:
+        `np.ndarray` of shape `(len(item_ids), d)`.
+
+    Raises:
+        `ValueError`: an unknown source (naming it), a source whose input is missing, embeddings that miss an item.
+    """
+    parsed = parse_feature_sources(sources)
+    if not cooccurrence_weight > 0:
+        raise ValueError(f"cooccurrence_weight must be positive, got {cooccurrence_weight!r}.")
+    item_ids = list(item_ids)
+    blocks = []
+    if "text" in parsed:
+        if texts is None:
+            raise ValueError(f"SID feature source 'text' (in {sources!r}) needs item texts, and none were given.")
+        blocks.append(default_item_features(item_ids, texts=texts, text_dim=text_dim, seed=seed))
+    if "cooccurrence" in parsed:
+        if sequences is None:
+            raise ValueError(f"SID feature source 'cooccurrence' (in {sources!r}) needs training sequences.")
+        blocks.append(
+            cooccurrence_weight
+            * default_item_features(
+                item_ids, sequences=sequences, cooccurrence_dim=cooccurrence_dim, window=window, seed=seed
+            )
+        )
+    if "embeddings" in parsed:
+        if embeddings is None or embedding_item_ids is None:
+            raise ValueError(
+                f"SID feature source 'embeddings' (in {sources!r}) needs embeddings and their item ids "
+                "(e.g. from load_item_embeddings)."
+            )
+        matrix = _check_features(embeddings, "embeddings")
+        row_of = {str(item): row for row, item in enumerate(embedding_item_ids)}
+        if len(row_of) != matrix.shape[0]:
+            raise ValueError(
+                f"embeddings has {matrix.shape[0]} rows but {len(row_of)} distinct item ids; one row per id."
+            )
+        uncovered = [item for item in item_ids if item not in row_of]
+        if uncovered:
+            raise ValueError(f"{len(uncovered)} item(s) of the log have no feature row, e.g. {uncovered[0]!r}.")
+        block = matrix[[row_of[item] for item in item_ids]]
+        blocks.append(_normalize_rows(block) if len(parsed) > 1 else block)  # alone: used as given
     return np.concatenate(blocks, axis=1)

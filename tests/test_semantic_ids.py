@@ -15,15 +15,20 @@
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from adagrpo_trl.scripts.configs import PrepareArguments
 from adagrpo_trl.semantic_ids import (
+    build_item_features,
     build_semantic_ids,
     cooccurrence_features,
     cooccurrence_matrix,
     default_codebook_size,
     default_item_features,
     item_text_features,
+    load_item_embeddings,
+    parse_feature_sources,
 )
 from adagrpo_trl.sid import codes_to_sids
 
@@ -233,3 +238,97 @@ class TestFeatures:
             default_item_features(item_ids)
         with pytest.raises(ValueError, match="texts has 3 entries but item_ids has 4"):
             default_item_features(item_ids, texts=texts[:3])
+
+
+class TestFeatureSources:
+    def test_parse(self):
+        assert parse_feature_sources("text+cooccurrence") == ("text", "cooccurrence")
+        assert parse_feature_sources(" embeddings + cooccurrence ") == ("embeddings", "cooccurrence")
+        with pytest.raises(
+            ValueError,
+            match=r"Unknown SID feature source 'ngrams' in 'text\+ngrams'; valid sources are 'text', 'cooccurrence', "
+            r"'embeddings'",
+        ):
+            parse_feature_sources("text+ngrams")
+        with pytest.raises(ValueError, match="name a source twice"):
+            parse_feature_sources("text+text")
+        with pytest.raises(ValueError, match="non-empty string"):
+            parse_feature_sources("")
+
+    def test_mix_is_default_item_features(self):
+        texts = ["a b", "a c", "d e", "d f"]
+        sequences = [["i0", "i1", "i2"], ["i1", "i3"], ["i2", "i3", "i0"]]
+        item_ids = ["i0", "i1", "i2", "i3"]
+        mixed = build_item_features(item_ids, "text+cooccurrence", texts=texts, sequences=sequences)
+        np.testing.assert_allclose(mixed, default_item_features(item_ids, texts=texts, sequences=sequences))
+        weighted = build_item_features(item_ids, "cooccurrence", sequences=sequences, cooccurrence_weight=3.0)
+        np.testing.assert_allclose(weighted, 3.0 * default_item_features(item_ids, sequences=sequences))
+        with pytest.raises(ValueError, match="'text' \\(in 'text'\\) needs item texts"):
+            build_item_features(item_ids, "text", sequences=sequences)
+        with pytest.raises(ValueError, match="cooccurrence_weight must be positive, got 0"):
+            build_item_features(item_ids, "cooccurrence", sequences=sequences, cooccurrence_weight=0)
+
+    def test_embeddings(self):
+        embeddings = np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])
+        # alone: used as given, rows reordered to the catalog (extra rows ignored)
+        features = build_item_features(
+            ["z", "x"], "embeddings", embeddings=embeddings, embedding_item_ids=["x", "y", "z"]
+        )
+        np.testing.assert_allclose(features, [[0.0, 2.0], [3.0, 4.0]])
+        # in a mix: row-normalised like the other blocks
+        mixed = build_item_features(
+            ["x", "z"], "embeddings+cooccurrence", sequences=[["x", "z"]], embeddings=embeddings,
+            embedding_item_ids=["x", "y", "z"],
+        )  # fmt: skip
+        np.testing.assert_allclose(mixed[:, -2:], [[0.6, 0.8], [0.0, 1.0]])  # blocks: text, co-occurrence, embeddings
+        with pytest.raises(ValueError, match=r"1 item\(s\) of the log have no feature row, e.g. 'w'"):
+            build_item_features(["x", "w"], "embeddings", embeddings=embeddings, embedding_item_ids=["x", "y", "z"])
+        with pytest.raises(ValueError, match="needs embeddings and their item ids"):
+            build_item_features(["x"], "embeddings")
+
+    def test_load_item_embeddings(self, tmp_path):
+        matrix = np.arange(6, dtype=np.float64).reshape(3, 2)
+        np.save(tmp_path / "emb.npy", matrix)
+        (tmp_path / "emb.txt").write_text("a\nb\nc\n")
+        loaded, ids = load_item_embeddings(tmp_path / "emb.npy")
+        np.testing.assert_allclose(loaded, matrix)
+        assert ids == ["a", "b", "c"]
+        (tmp_path / "two.txt").write_text("a\nb\n")
+        with pytest.raises(ValueError, match=r"shape \(3, 2\) but .*two.txt lists 2 item ids"):
+            load_item_embeddings(tmp_path / "emb.npy", item_ids_path=tmp_path / "two.txt")
+        pd.DataFrame({"item_id": [1, 2], "x": [0.5, 1.5], "y": [2.0, 3.0]}).to_csv(tmp_path / "emb.csv", index=False)
+        loaded, ids = load_item_embeddings(tmp_path / "emb.csv")
+        np.testing.assert_allclose(loaded, [[0.5, 2.0], [1.5, 3.0]])
+        assert ids == ["1", "2"]
+        pd.DataFrame({"item_id": ["a", "b"], "vector": [[1.0, 2.0], [3.0, 4.0]]}).to_parquet(tmp_path / "emb.parquet")
+        loaded, ids = load_item_embeddings(tmp_path / "emb.parquet")
+        np.testing.assert_allclose(loaded, [[1.0, 2.0], [3.0, 4.0]])
+        pd.DataFrame({"item_id": ["a"], "name": ["x"]}).to_csv(tmp_path / "bad.csv", index=False)
+        with pytest.raises(ValueError, match=r"must be numeric .* got non-numeric \['name'\]"):
+            load_item_embeddings(tmp_path / "bad.csv")
+        with pytest.raises(ValueError, match=r"\.npy, \.csv or \.parquet"):
+            (tmp_path / "emb.json").write_text("{}")
+            load_item_embeddings(tmp_path / "emb.json")
+
+
+@pytest.mark.parametrize("codebook_size", [1, 0, -3])
+def test_codebook_size_below_two_is_an_error_naming_it(codebook_size):
+    features, _, item_ids = blobs(num_blobs=2, per_blob=5)
+    with pytest.raises(ValueError, match=rf"codebook_size must be an integer >= 2 .*, got {codebook_size}\."):
+        build_semantic_ids(features, item_ids, codebook_size=codebook_size)
+    with pytest.raises(ValueError, match=rf"codebook_size must be an integer >= 2 .*, got {codebook_size}\."):
+        PrepareArguments(dataset="ml-100k", output_dir="x", codebook_size=codebook_size)
+
+
+def test_prepare_arguments_check_the_feature_options():
+    assert PrepareArguments(dataset="ml-100k", output_dir="x").sid_features == "text+cooccurrence"
+    with pytest.raises(ValueError, match=r"Unknown SID feature source 'bert' in 'bert'; valid sources are"):
+        PrepareArguments(dataset="ml-100k", output_dir="x", sid_features="bert")
+    with pytest.raises(ValueError, match=r"the 'embeddings' source needs the sid_embeddings file"):
+        PrepareArguments(dataset="ml-100k", output_dir="x", sid_features="embeddings")
+    with pytest.raises(ValueError, match=r"sid_embeddings='e.npy'"):
+        PrepareArguments(dataset="ml-100k", output_dir="x", sid_embeddings="e.npy")
+    with pytest.raises(ValueError, match=r"sid_cooccurrence_weight must be positive, got -1.0"):
+        PrepareArguments(dataset="ml-100k", output_dir="x", sid_cooccurrence_weight=-1.0)
+    args = PrepareArguments(dataset="ml-100k", output_dir="x", sid_features="embeddings+text", sid_embeddings="e.npy")
+    assert args.sid_embeddings == "e.npy"

