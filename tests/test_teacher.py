@@ -14,6 +14,7 @@
 """A teacher worth learning from: the full-softmax SASRec, side features, full histories, the popularity-bias knob,
 the hit reward and the teacher report."""
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -257,3 +258,46 @@ def test_the_ranker_trains_on_the_training_part_only(monkeypatch):
         train_ranker_from_prepared(prepared, SMALL, user_feature_fields=["occupation"], epochs=1, show_progress=False)
     report = prepared_teacher_report(ranker, prepared, popularity_biases=[0.0, 2.0])
     assert report["num_examples"] == 80 and report["num_candidates"] == len(prepared.catalog)
+
+
+@pytest.mark.slow
+def test_teacher_benchmark_end_to_end_on_the_simulator(tmp_path, monkeypatch):
+    """benchmarks/teacher.py --quick: every stage, then a report with the ranker, the policy and the λ sweep."""
+    import importlib.util
+    from pathlib import Path
+
+    benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))  # as when the script runs
+    spec = importlib.util.spec_from_file_location("teacher_benchmark", benchmarks / "teacher.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--dataset", "synthetic", "--quick", "--max_train_samples", "500", "--max_len", "20", "--epochs", "2"]
+    argv += ["--output_dir", str(tmp_path / "run"), "--results_dir", str(tmp_path / "results")]
+    argv += ["--popularity_biases", "0", "1"]
+    report = module.main(argv)
+    teacher = report["teacher"]
+    assert teacher["num_examples"] == report["teacher"]["policy"]["num_users"] > 0
+    assert [entry["popularity_bias"] for entry in teacher["popularity_bias"]] == [0.0, 1.0]
+    assert set(teacher["vs_policy"]) >= {"both", "ranker_only", "policy_only", "neither"}
+    assert sum(teacher["vs_policy"][k] for k in ("both", "ranker_only", "policy_only", "neither")) == pytest.approx(1)
+    assert report["summary"]["ranker_hr@10"] == teacher["unmasked"]["overall"]["hr@10"]
+    written = json.loads((tmp_path / "results" / "synthetic_quick" / "report.json").read_text())
+    assert written["summary"] == report["summary"] and "versions" in written and written["hardware"]
+    again = module.main(argv)  # every stage is complete: nothing is retrained
+    assert again["stage_seconds_this_invocation"] == {}
+
+
+def test_fit_resumes_exactly_from_its_epoch_checkpoint(tmp_path):
+    sequences = synthetic_sequences(num_users=60, length=10)
+    validation = [{"history": s[:-1], "target_item": s[-1]} for s in sequences]
+    kwargs = dict(batch_size=16, lr=5e-3, seed=1, show_progress=False, eval_examples=validation)
+    whole = SASRecRanker(SMALL, device="cpu").fit(sequences, epochs=4, **kwargs)
+    SASRecRanker(SMALL, device="cpu").fit(sequences, epochs=2, checkpoint_dir=tmp_path / "ckpt", **kwargs)  # "killed"
+    resumed = SASRecRanker(SMALL, device="cpu").fit(sequences, epochs=4, checkpoint_dir=tmp_path / "ckpt", **kwargs)
+    assert resumed.training_log == whole.training_log and resumed.best_epoch == whole.best_epoch
+    contexts, candidates = [{"history": sequences[0][:5]}] * 3, ["i1", "i2", "i3"]
+    assert resumed.score(contexts, candidates) == whole.score(contexts, candidates)
+    with pytest.raises(ValueError, match="written by another training run"):
+        SASRecRanker(SMALL, device="cpu").fit(
+            sequences, epochs=4, checkpoint_dir=tmp_path / "ckpt", **{**kwargs, "lr": 1e-3}
+        )

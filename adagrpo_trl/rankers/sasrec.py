@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 PAD, UNK = 0, 1  # reserved item indices
 _CONFIG_NAME = "config.json"
 _WEIGHTS_NAME = "model.safetensors"
+_FIT_STATE_NAME = "fit_state.pt"
 _FORMAT = "adagrpo_trl.SASRecRanker"
 _VERSION = 2
 _READABLE_VERSIONS = (1, 2)
@@ -332,6 +333,7 @@ class SASRecRanker:
         eval_examples: Sequence[Mapping[str, Any]] | None = None,
         patience: int | None = None,
         eval_k: int = 10,
+        checkpoint_dir: str | os.PathLike | None = None,
     ) -> SASRecRanker:
         """
         Trains the ranker on interaction sequences (item ids, oldest first), predicting every next item.
@@ -386,6 +388,10 @@ class SASRecRanker:
                 Epochs without a validation gain before stopping (needs `eval_examples`; `None` runs every epoch).
             eval_k (`int`, *optional*, defaults to `10`):
                 Cut-off of the validation HR.
+            checkpoint_dir (`str`, *optional*):
+                After every epoch the whole training state (weights, optimizer, RNG states, the best epoch so far) is
+                saved there, atomically; a later `fit` with the same data and settings resumes from it and ends
+                exactly where an uninterrupted run would (`epochs` may be raised to train on).
 
         Returns:
             [`SASRecRanker`]: `self`, trained and in eval mode (with the best epoch's weights under validation).
@@ -457,6 +463,7 @@ class SASRecRanker:
                 list(eval_examples) if eval_examples else None,
                 patience,
                 eval_k,
+                checkpoint_dir,
             )
         return self
 
@@ -492,6 +499,7 @@ class SASRecRanker:
         eval_examples: list[Mapping[str, Any]] | None,
         patience: int | None,
         eval_k: int,
+        checkpoint_dir: str | os.PathLike | None = None,
     ) -> None:
         windows, window_users = self._training_windows(sequences, user_ids)
         if not windows:
@@ -512,8 +520,34 @@ class SASRecRanker:
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         num_batches = math.ceil(len(windows) / batch_size)
         self.training_log, self.best_epoch = [], None
-        best_value, best_state, stale = -math.inf, None, 0
-        progress = tqdm(range(epochs), desc=f"SASRec ({loss_name})", disable=not show_progress, leave=False)
+        best_value, best_state, stale, start = -math.inf, None, 0, 0
+        # What a checkpoint must agree on to be resumed (not `epochs`: a resumed run may train longer).
+        fingerprint = {
+            "windows": len(windows),
+            "items": len(self.item_ids),
+            "config": dataclasses.asdict(self.config),
+            **{k: v for k, v in self.training_args.items() if k != "epochs"},
+        }
+        state_path = os.path.join(checkpoint_dir, _FIT_STATE_NAME) if checkpoint_dir is not None else None
+        if state_path is not None and os.path.exists(state_path):
+            saved = torch.load(state_path, map_location=self.device, weights_only=False)
+            if saved["fingerprint"] != fingerprint:
+                raise ValueError(
+                    f"{state_path} was written by another training run ({saved['fingerprint']}); this one is "
+                    f"{fingerprint}. Remove it or use another checkpoint_dir."
+                )
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            generator.set_state(saved["generator"])
+            torch.set_rng_state(saved["torch_rng"])
+            start, stale, best_value = saved["epoch"], saved["stale"], saved["best_value"]
+            best_state, self.best_epoch, self.training_log = saved["best_state"], saved["best_epoch"], saved["log"]
+            logger.info("SASRec: resumed from %s after epoch %d.", state_path, start)
+            if patience is not None and stale >= patience:
+                start = epochs  # it had stopped early
+        progress = tqdm(
+            range(start, epochs), desc=f"SASRec ({loss_name})", disable=not show_progress, leave=False, initial=start
+        )
         for epoch in progress:
             permutation = torch.randperm(len(windows), generator=generator)
             total = 0.0
@@ -570,6 +604,22 @@ class SASRecRanker:
             self.training_log.append(entry)
             progress.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k != "epoch"})
             logger.info("SASRec epoch %d: %s", epoch + 1, entry)
+            if state_path is not None:
+                fit_state = {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "stale": stale,
+                    "best_value": best_value,
+                    "best_state": best_state,
+                    "best_epoch": self.best_epoch,
+                    "log": self.training_log,
+                }
+                os.makedirs(checkpoint_dir, exist_ok=True)
+                atomic_write(state_path, lambda path, fit_state=fit_state: torch.save(fit_state, path))
             if patience is not None and stale >= patience:
                 break
         if best_state is not None:

@@ -81,6 +81,7 @@ def run_train_ranker(args: RankerArguments) -> dict[str, Any]:
         negative_sampling=args.negative_sampling,
         patience=args.patience,
         seed=args.seed,
+        checkpoint_dir=Path(args.output_dir) / "fit_checkpoint",  # a killed run resumes at its last epoch
     )
     train_seconds = time.perf_counter() - start
     histories = prepared.user_histories
