@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from adagrpo_trl.utils import atomic_write_json
+from adagrpo_trl.utils import atomic_write, atomic_write_json
 
 
 logger = logging.getLogger("benchmarks.quality")
@@ -532,10 +532,8 @@ def plot_frontier(report: dict[str, Any], path: Path, title: str) -> None:
     axes[1].legend(fontsize=7, loc="best")
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    temporary = path.with_suffix(".tmp.png")
-    figure.savefig(temporary, dpi=120)
+    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
     plt.close(figure)
-    temporary.replace(path)
 
 
 def versions() -> dict[str, str]:

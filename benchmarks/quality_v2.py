@@ -684,6 +684,8 @@ def plot_lambda(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from adagrpo_trl.utils import atomic_write
+
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     styles = {"grpo": ("v-", "tab:red", "pure GRPO"), "best_mixture": ("o-", "tab:gray", "best fixed mixture")}
     styles["adagrpo"] = ("*-", "tab:blue", "AdaGRPO")
@@ -707,10 +709,8 @@ def plot_lambda(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     axes[1].legend(fontsize=8, loc="best")
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    temporary = path.with_suffix(".tmp.png")
-    figure.savefig(temporary, dpi=120)
+    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
     plt.close(figure)
-    temporary.replace(path)
 
 
 def write_text(path: Path, text: str) -> None:

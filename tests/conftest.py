@@ -24,6 +24,18 @@ import pytest  # noqa: E402
 from . import toy  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """A tiny model trains several times faster on one thread than on two contended ones (request it module-wide
+    with `pytestmark = pytest.mark.usefixtures("single_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tokenizer():
     return toy.make_tokenizer()

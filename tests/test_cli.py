@@ -124,6 +124,30 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path, capsys):
     assert (output / "methods" / "adagrpo" / "log_history.json").stat().st_mtime_ns == before
 
 
+def write_tiny_train_recipe(path, pipeline_dir, output_dir, **overrides):
+    """A two-step `adagrpo-trl train` recipe on the data and SFT model of a tiny pipeline run."""
+    recipe = {
+        "data_dir": str(pipeline_dir / "data"),
+        "model_name_or_path": str(pipeline_dir / "sft"),
+        "output_dir": str(output_dir),
+        "max_train_samples": 64,
+        "max_steps": 2,
+        "num_generations": 4,
+        "per_device_train_batch_size": 16,
+        "max_completion_length": 4,
+        "num_cross_negatives": 2,
+        "use_cpu": True,
+        "bf16": False,
+        "activation_checkpointing": False,
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "report_to": "none",
+        **overrides,
+    }
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
 @pytest.mark.slow
 def test_train_with_an_http_ranker_named_in_a_recipe(tmp_path):
     """`reward_funcs: [http]`: the ranker trained by the pipeline, served by `adagrpo-trl serve-ranker`."""
@@ -162,31 +186,14 @@ def test_train_with_an_http_ranker_named_in_a_recipe(tmp_path):
             import time
 
             time.sleep(0.2)
-        recipe = tmp_path / "train.yaml"
-        recipe.write_text(
-            yaml.safe_dump(
-                {
-                    "data_dir": str(output / "data"),
-                    "model_name_or_path": str(output / "sft"),
-                    "reward_funcs": ["http"],
-                    "ranker_url": f"http://127.0.0.1:{port}",
-                    "output_dir": str(tmp_path / "http-run"),
-                    "max_train_samples": 64,
-                    "max_steps": 2,
-                    "num_generations": 4,
-                    "per_device_train_batch_size": 16,
-                    "max_completion_length": 4,
-                    "num_cross_negatives": 2,
-                    "gate_tau": 0.5,
-                    "gate_rho": 0.6,
-                    "use_cpu": True,
-                    "bf16": False,
-                    "activation_checkpointing": False,
-                    "save_strategy": "no",
-                    "logging_steps": 1,
-                    "report_to": "none",
-                }
-            )
+        recipe = write_tiny_train_recipe(
+            tmp_path / "train.yaml",
+            output,
+            tmp_path / "http-run",
+            reward_funcs=["http"],
+            ranker_url=f"http://127.0.0.1:{port}",
+            gate_tau=0.5,
+            gate_rho=0.6,
         )
         run(["train", "--config", str(recipe)])
     finally:
@@ -238,33 +245,16 @@ def test_train_on_hit_plus_ranker_with_the_gate_judging_the_biased_ranker(tmp_pa
     run(["pipeline", "--config", TINY, "--output_dir", str(output)])
     teacher = json.loads((output / "ranker" / "teacher_report.json").read_text())
     assert teacher["num_examples"] == teacher["unmasked"]["overall"]["examples"] > 0
-    recipe = tmp_path / "train.yaml"
-    recipe.write_text(
-        yaml.safe_dump(
-            {
-                "data_dir": str(output / "data"),
-                "model_name_or_path": str(output / "sft"),
-                "reward_funcs": ["hit", "sasrec"],
-                "ranker_path": str(output / "ranker"),
-                "reward_weights": [1.0, 1.0],
-                "gate_reward_weights": [0.0, 1.0],
-                "gate_candidates": "valid",
-                "popularity_bias": 0.5,
-                "output_dir": str(tmp_path / "hit-run"),
-                "max_train_samples": 64,
-                "max_steps": 2,
-                "num_generations": 4,
-                "per_device_train_batch_size": 16,
-                "max_completion_length": 4,
-                "num_cross_negatives": 2,
-                "use_cpu": True,
-                "bf16": False,
-                "activation_checkpointing": False,
-                "save_strategy": "no",
-                "logging_steps": 1,
-                "report_to": "none",
-            }
-        )
+    recipe = write_tiny_train_recipe(
+        tmp_path / "train.yaml",
+        output,
+        tmp_path / "hit-run",
+        reward_funcs=["hit", "sasrec"],
+        ranker_path=str(output / "ranker"),
+        reward_weights=[1.0, 1.0],
+        gate_reward_weights=[0.0, 1.0],
+        gate_candidates="valid",
+        popularity_bias=0.5,
     )
     run(["train", "--config", str(recipe)])
     logs = [log for log in json.loads((tmp_path / "hit-run" / "log_history.json").read_text()) if "gate/rate" in log]

@@ -37,13 +37,7 @@ from adagrpo_trl.rankers import (
 NUM_ITEMS = 60
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """A tiny model trains several times faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def synthetic_sequences(num_users=300, length=20, follow=0.7, seed=0):

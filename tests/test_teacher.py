@@ -20,7 +20,6 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from adagrpo_trl.catalog import ItemCatalog
 from adagrpo_trl.data import UserHistories, prepare_data
@@ -38,12 +37,7 @@ from adagrpo_trl.rewards import HitReward, RankerReward
 from .test_sasrec import synthetic_sequences
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 SMALL = SASRecConfig(max_len=10, hidden_size=32, num_layers=1, num_heads=2, dropout=0.1)
