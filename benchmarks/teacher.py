@@ -57,20 +57,32 @@ def run(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def teacher_vs_policy(data: Path, sft: Path, ranker: Path, popularity_biases: list[float]) -> dict:
-    """The teacher report on every test user, with the SFT policy's beam-search hits and beams (public functions)."""
+def teacher_vs_policy(data: Path, sft: Path, ranker: Path | None, popularity_biases: list[float]) -> dict:
+    """
+    The teacher report on every test user, with the SFT policy's beam-search hits and beams (public functions); with
+    `ranker=None`, only the policy's beams (cached in `sft/test_beams.json`).
+    """
     from transformers import AutoModelForCausalLM
 
     from adagrpo_trl.data import PreparedData
     from adagrpo_trl.evaluation import hits_at_k, prompts_and_targets, recommend
     from adagrpo_trl.rankers import SASRecRanker, prepared_teacher_report
     from adagrpo_trl.tokenization import load_tokenizer
+    from adagrpo_trl.utils import atomic_write_json
 
     prepared = PreparedData.load(data)
-    tokenizer = load_tokenizer(sft)
-    policy = AutoModelForCausalLM.from_pretrained(sft)
-    prompts, targets = prompts_and_targets(prepared.datasets["test"], prepared.catalog)
-    ranked = recommend(policy, tokenizer, prompts, prepared.catalog, 20, False, 32)
+    cache = sft / "test_beams.json"  # the policy's evaluation, kept so a resumed run does not redo it
+    if cache.exists():
+        ranked = json.loads(cache.read_text())
+    else:
+        tokenizer = load_tokenizer(sft)
+        policy = AutoModelForCausalLM.from_pretrained(sft)
+        prompts, _ = prompts_and_targets(prepared.datasets["test"], prepared.catalog)
+        ranked = recommend(policy, tokenizer, prompts, prepared.catalog, 20, False, 32)
+        atomic_write_json(cache, ranked)
+    if ranker is None:
+        return {}
+    _, targets = prompts_and_targets(prepared.datasets["test"], prepared.catalog)
     hits = [bool(hit) for hit in hits_at_k(ranked, targets, 10)]
     invalid = sum(item is None for row in ranked for item in row[:10]) / (10 * len(ranked))
     report = prepared_teacher_report(
@@ -97,6 +109,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--user_feature_fields", nargs="*", default=[])
     parser.add_argument("--quick", action="store_true", help="Tiny settings for a smoke run (synthetic data).")
     parser.add_argument("--ranker_only", action="store_true", help="Stop after the ranker stage (runs beside SFT).")
+    parser.add_argument(
+        "--policy_only",
+        action="store_true",
+        help="Only evaluate the SFT policy's test beams (runs beside the ranker).",
+    )
     args = parser.parse_args(argv)
     out = Path(args.output_dir or f"runs/teacher-{args.dataset}")
     cli = [sys.executable, "-m", "adagrpo_trl.cli"]
@@ -114,6 +131,9 @@ def main(argv: list[str] | None = None) -> dict:
             [*cli, "sft", "--data_dir", str(data), "--output_dir", str(sft), "--max_train_samples",
              str(args.max_train_samples), *sft_args]
         )  # fmt: skip
+    if args.policy_only:
+        teacher_vs_policy(data, sft, None, args.popularity_biases)
+        return {}
     if not (ranker / "quality_report.json").exists():
         ranker_args = [
             "--data_dir", str(data), "--output_dir", str(ranker), "--max_len", str(args.max_len), "--loss", "softmax",
