@@ -109,10 +109,12 @@ class AdaGRPOTrainer(RolloutsMixin, ExactResumeMixin, GRPOTrainer):
             As in [`~trl.GRPOTrainer`].
         reward_funcs (`RewardFunc` or `list[RewardFunc]`):
             As in [`~trl.GRPOTrainer`]. The gate scores the ground truth and the cross-query negatives with the same
-            functions and `reward_weights`, in the prompt's context (the dataset columns reach them as kwargs). A reward
-            function object may define `invalid_mask(completion_ids: list[list[int]]) -> list[bool]` to report
-            hallucinated items; the share of rollouts it flags is logged as `gate/invalid_rollout_rate`. A reward whose
-            `supports_gate_scoring` is `False` (e.g. a within-group rank transform) is rejected by the gate modes that
+            functions, weighted by `gate_reward_weights` (default: `reward_weights`), in the prompt's context (the
+            dataset columns reach them as kwargs). A reward function object may define
+            `invalid_mask(completion_ids: list[list[int]]) -> list[bool]` to report hallucinated items; the share of
+            rollouts it flags is logged as `gate/invalid_rollout_rate` (and `gate_candidates="valid"` needs one). A
+            reward whose `supports_gate_scoring` is `False` (e.g. a within-group rank transform), or whose
+            `scores_ground_truth_at_max` is `True` (e.g. `HitReward`), must have gate weight 0 in the gate modes that
             score the ground truth.
         args ([`AdaGRPOConfig`], *optional*):
             Configuration. Defaults to `AdaGRPOConfig("<model>-AdaGRPO")`.
