@@ -206,6 +206,8 @@ def test_teacher_report_exact_on_a_hand_made_ranker():
     unmasked, masked = report["unmasked"], report["masked"]
     assert unmasked["overall"]["hr@1"] == 0.0 and unmasked["overall"]["hr@2"] == 1.0  # ranks 2 and 2
     assert masked["overall"]["hr@1"] == 0.5  # u1's history item h1 is masked: h2 ranks 1st
+    assert masked["head"]["auc"] == 1.0  # among the 2 unmasked other items (h1 is masked), both below h2
+    assert all(0.0 <= row["auc"] <= 1.0 for row in masked.values() if row["examples"])
     assert unmasked["tail"]["examples"] == 1 and unmasked["head"]["examples"] == 1
     assert unmasked["tail"]["auc"] == pytest.approx(2 / 3)  # t1 beats h2 and t2, loses to h1
     assert report["vs_policy"]["both"] == 0.5 and report["vs_policy"]["ranker_only"] == 0.5

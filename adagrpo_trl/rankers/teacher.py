@@ -54,7 +54,7 @@ def _ranks(scores: np.ndarray, target_columns: np.ndarray) -> tuple[np.ndarray, 
     """1-based pessimistic rank of each row's target (ties count against it) and its AUC among the other columns."""
     target_scores = scores[np.arange(len(scores)), target_columns][:, None]
     higher_or_equal = (scores >= target_scores).sum(1) - 1  # the target itself is not a competitor
-    lower = (scores < target_scores).sum(1)
+    lower = ((scores < target_scores) & np.isfinite(scores)).sum(1)  # a masked (-inf) item is no competitor
     ties = higher_or_equal - (scores > target_scores).sum(1)
     competitors = np.isfinite(scores).sum(1) - 1
     auc = (lower + 0.5 * ties) / np.maximum(competitors, 1)
