@@ -33,6 +33,8 @@ from pathlib import Path
 
 from quality import hardware, versions  # benchmarks/ is the script's folder, on sys.path
 
+from adagrpo_trl.rankers import format_teacher_report
+
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "teacher"
@@ -179,7 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"`{report['command']}` at {report['versions']['commit'][:10]} on {report['hardware']}\n\n"
         + json.dumps(summary, indent=2)
         + "\n\n"
-        + (ranker / "teacher_report.md").read_text()
+        + format_teacher_report(teacher)
+        + "\n"
     )
     print(json.dumps(summary, indent=2))  # noqa: T201
     return report
