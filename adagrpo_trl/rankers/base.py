@@ -28,8 +28,10 @@ returning one score per `(context, candidate)` pair, higher = better. Contexts a
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 
 class RankerError(RuntimeError):
@@ -60,3 +62,17 @@ def resolve_dotted_path(path: str) -> Any:
             raise ValueError(f"Module {module_name!r} has no attribute {attr!r} (from {path!r}).")
         obj = getattr(obj, part)
     return obj
+
+
+def score_matrix(ranker: Any, contexts: Sequence[Mapping[str, Any]], candidate_item_ids: Sequence[Any]) -> np.ndarray:
+    """
+    Scores of every candidate in every context, `(len(contexts), len(candidate_item_ids))`: the ranker's own
+    `score_matrix` when it has one, else `score` on every pair (slow for large catalogs, but any ranker works).
+    """
+    fast = getattr(ranker, "score_matrix", None)
+    if callable(fast):
+        return np.asarray(fast(contexts, candidate_item_ids), dtype=np.float32)
+    rows = []
+    for context in contexts:
+        rows.append(np.asarray(ranker.score([context] * len(candidate_item_ids), list(candidate_item_ids))))
+    return np.asarray(rows, dtype=np.float32).reshape(len(contexts), len(candidate_item_ids))

@@ -30,6 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from .base import score_matrix
+
+
+def check_popularity_bias(bias: Any) -> None:
+    """Raises a `ValueError` naming the value unless λ is a finite number >= 0."""
+    if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias) or bias < 0:
+        raise ValueError(f"popularity_bias must be a finite number >= 0, got popularity_bias={bias!r}.")
+
 
 class PopularityBiasedRanker:
     """
@@ -56,8 +64,7 @@ class PopularityBiasedRanker:
     def __init__(self, ranker: Any, item_counts: Mapping[str, int], bias: float):
         if not callable(getattr(ranker, "score", None)):
             raise TypeError(f"ranker must have a `score(contexts, candidate_item_ids)` method, got {type(ranker)}.")
-        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias) or bias < 0:
-            raise ValueError(f"popularity_bias must be a finite number >= 0, got popularity_bias={bias!r}.")
+        check_popularity_bias(bias)
         self.ranker = ranker
         self.item_counts = {str(item): int(count) for item, count in item_counts.items()}
         self.bias = float(bias)
@@ -84,7 +91,5 @@ class PopularityBiasedRanker:
 
     def score_matrix(self, contexts: Sequence[Mapping[str, Any]], candidate_item_ids: Sequence[Any]) -> np.ndarray:
         """[`score`] for every context × candidate (uses the wrapped ranker's `score_matrix` when it has one)."""
-        from .teacher import score_matrix
-
         base = score_matrix(self.ranker, contexts, candidate_item_ids)
         return base + self.offsets(candidate_item_ids)[None, :].astype(base.dtype)

@@ -30,24 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from .base import score_matrix
+from .popularity import check_popularity_bias
 from .report import BUCKETS, popularity_buckets
 
 
 DEFAULT_TEACHER_KS = (1, 5, 10)
-
-
-def score_matrix(ranker: Any, contexts: Sequence[Mapping[str, Any]], candidate_item_ids: Sequence[Any]) -> np.ndarray:
-    """
-    Scores of every candidate in every context, `(len(contexts), len(candidate_item_ids))`: the ranker's own
-    `score_matrix` when it has one, else `score` on every pair (slow for large catalogs, but any ranker works).
-    """
-    fast = getattr(ranker, "score_matrix", None)
-    if callable(fast):
-        return np.asarray(fast(contexts, candidate_item_ids), dtype=np.float32)
-    rows = []
-    for context in contexts:
-        rows.append(np.asarray(ranker.score([context] * len(candidate_item_ids), list(candidate_item_ids))))
-    return np.asarray(rows, dtype=np.float32).reshape(len(contexts), len(candidate_item_ids))
 
 
 def _ranks(scores: np.ndarray, target_columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,8 +153,7 @@ def teacher_report(
     if policy_rollouts is not None and len(policy_rollouts) != len(rows):
         raise ValueError(f"policy_rollouts has {len(policy_rollouts)} lists for {len(rows)} rows.")
     for bias in popularity_biases:
-        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias) or bias < 0:
-            raise ValueError(f"popularity_bias must be a finite number >= 0, got popularity_bias={bias!r}.")
+        check_popularity_bias(bias)
     contexts = user_histories.with_full_history(rows, history_column) if user_histories is not None else rows
     contexts = [{key: value for key, value in row.items() if key != target_column} for row in contexts]
     targets = np.array([column_of[str(row[target_column])] for row in rows], dtype=np.int64)

@@ -30,7 +30,7 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any, Protocol
 
 from ..rankers.base import Ranker, RankerError
-from ..rankers.popularity import PopularityBiasedRanker
+from ..rankers.popularity import PopularityBiasedRanker, check_popularity_bias
 from ..sid import normalize_sid_text
 
 
@@ -211,13 +211,7 @@ class RankerReward:
             raise ValueError(f"invalid_reward must be a finite number, got invalid_reward={invalid_reward!r}.")
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"name must be a non-empty string without '/', got name={name!r}.")
-        if (
-            isinstance(popularity_bias, bool)
-            or not isinstance(popularity_bias, (int, float))
-            or not math.isfinite(popularity_bias)
-            or popularity_bias < 0
-        ):
-            raise ValueError(f"popularity_bias must be a finite number >= 0, got popularity_bias={popularity_bias!r}.")
+        check_popularity_bias(popularity_bias)
         if popularity_bias != 0.0 or item_counts is not None:
             if item_counts is None:
                 raise ValueError(f"popularity_bias={popularity_bias!r} needs item_counts (training item frequencies).")
