@@ -173,7 +173,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     grid = parser.add_argument_group("grid")
     grid.add_argument("--mixture_weights", type=float, nargs="+", default=None, help="w of NLL + w·GRPO (>= 3).")
     grid.add_argument("--bias_levels", type=float, nargs="+", default=None, help="λ of the biased rewards (two).")
-    grid.add_argument("--methods", nargs="+", default=None, help="Only these methods of the grid (default: all).")
+    grid.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help="Only these methods of the grid, trained in this order (default: all).",
+    )
     grid.add_argument("--rewards", nargs="+", default=None, help="Only these rewards of the grid (default: all).")
     parser.add_argument("--tag", default=None, help="A variant: reports under <results_dir>/<dataset>/<tag>/.")
     parser.add_argument("--output_dir", default=None, help="Run folder (default: runs/quality_v2/<dataset>[-<tag>]).")
@@ -217,7 +222,7 @@ def method_grid(
         unknown = sorted(set(methods) - set(grid))
         if unknown:
             raise ValueError(f"--methods: unknown method(s) {unknown}; the grid has {sorted(grid)}.")
-        grid = {name: overrides for name, overrides in grid.items() if name in methods}
+        grid = {name: grid[name] for name in dict.fromkeys(methods)}  # in the given order: the order they train
         if not any(name.startswith("mixture_") for name in grid):
             raise ValueError("--methods must keep at least one fixed mixture (the best one is a headline row).")
     return grid
