@@ -89,6 +89,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=32, help="Prompts per generate call.")
     parser.add_argument("--num_resamples", type=int, default=2000, help="Paired-bootstrap resamples.")
     parser.add_argument("--quick", action="store_true", help="Tiny settings (a few SFT steps, 2 peer epochs).")
+    parser.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        help="A line of provenance for the report (e.g. a stage copied from another run folder); repeatable.",
+    )
     args = parser.parse_args(argv)
     args.sft_overrides = parse_overrides(args.sft_override)
     return args
@@ -254,8 +260,24 @@ def run_dataset(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def targets(rows: Sequence[Mapping[str, Any]], max_hallucination: float = 0.01) -> dict[str, Any]:
+    """
+    Issue 17's targets per dataset: the policy's test HR@10 at least the peer's (the point estimate, with whether the
+    95% interval excludes a loss) and unconstrained hallucination@10 at most `max_hallucination`.
+    """
+    out = {}
+    for row in rows:
+        hr = row["policy_minus_peer"]["hr@10"]
+        out[row["dataset"]] = {
+            "sft_at_least_peer": hr["diff"] >= 0,
+            "significantly_below_peer": hr["high"] < 0,
+            "hallucination_at_most_1pct": row["policy"]["hallucination"] <= max_hallucination,
+        }
+    return out
+
+
 def format_report(report: Mapping[str, Any]) -> str:
-    """The report's markdown table: one row per dataset."""
+    """The report's markdown table: one row per dataset, then the targets and the notes."""
     lines = [
         "| dataset | test users | history | SFT HR@10 | SASRec HR@10 (masked) | SFT - SASRec HR@10 [95% CI] | "
         "SFT NDCG@10 | SASRec NDCG@10 | SFT - SASRec NDCG@10 [95% CI] | SFT constrained HR@10 | "
@@ -278,7 +300,19 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"{100 * policy['constrained/hr@10']:.2f}% | {100 * policy['hallucination']:.2f}% | "
             f"{wall} / {evaluation / 60:.1f} min |"
         )
-    return "\n".join(lines)
+    lines += [
+        "",
+        "| dataset | SFT HR@10 >= SASRec | significantly below | hallucination@10 <= 1% |",
+        "|---|---|---|---|",
+    ]
+    for dataset, met in report["targets"].items():
+        cells = [
+            "yes" if met[key] else "no"
+            for key in ("sft_at_least_peer", "significantly_below_peer", "hallucination_at_most_1pct")
+        ]
+        lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
+    lines += ["", *(f"- {note}" for note in report.get("notes", []))]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -292,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "peer": PEER,
         "wall_seconds_this_invocation": time.perf_counter() - start,
         "datasets": rows,
+        "targets": targets(rows),
+        "notes": list(args.note),
     }
     folder = Path(args.results_dir) / (args.tag + ("_quick" if args.quick else ""))
     folder.mkdir(parents=True, exist_ok=True)
@@ -299,7 +335,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     (folder / "report.md").write_text(
         f"`{report['command']}` at {report['versions']['commit'][:10]} on {report['hardware']}\n\n"
         + format_report(report)
-        + "\n"
     )
     print(format_report(report))  # noqa: T201
     return report

@@ -126,3 +126,25 @@ def test_quick_run_on_the_simulator_matches_the_teacher_report_and_resumes(tmp_p
     again = policy.main(argv)["datasets"][0]
     assert again["stage_seconds"] == row["stage_seconds"]
     assert again["policy"] == row["policy"] and again["peer"] == row["peer"]
+
+
+def test_targets_read_the_point_estimate_the_interval_and_the_hallucination_rate():
+    def row(name, diff, high, hallucination):
+        return {
+            "dataset": name,
+            "policy_minus_peer": {"hr@10": {"diff": diff, "low": diff - 0.01, "high": high}},
+            "policy": {"hallucination": hallucination},
+        }
+
+    met = policy.targets([row("a", 0.004, 0.01, 0.019), row("b", -0.01, 0.007, 0.0), row("c", -0.11, -0.1, 0.01)])
+    assert met["a"] == {
+        "sft_at_least_peer": True,
+        "significantly_below_peer": False,
+        "hallucination_at_most_1pct": False,
+    }
+    assert met["b"] == {
+        "sft_at_least_peer": False,
+        "significantly_below_peer": False,
+        "hallucination_at_most_1pct": True,
+    }
+    assert met["c"]["significantly_below_peer"] and met["c"]["hallucination_at_most_1pct"]
