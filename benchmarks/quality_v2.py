@@ -19,7 +19,8 @@ Per seed, one shared SFT checkpoint and one shared strong SASRec ranker (the rec
 stages, `seed<s>/shared/`), then, for every reward, from that SFT checkpoint and with the same steps, prompts per
 step, K, learning rate and β (`seed<s>/<reward>/`):
 
-- `nll_only`: the same-compute control (`gate_mode="never"`: AdaGRPO's settings, the GRPO term never admitted);
+- `nll_only`: the same-compute control (`gate_mode="never"`: AdaGRPO's settings, the GRPO term never admitted); the
+  reward never reaches its loss, so it trains once per seed (under the first reward) and is linked into the others;
 - `grpo`: pure GRPO (`gate_mode="always", nll_coef=0`);
 - `mixture_<w>`: fixed NLL + w·GRPO (`gate_mode="always", nll_coef=1, grpo_coef=w`), `--mixture_weights`;
 - `adagrpo` and its ablations `adagrpo_difficulty`, `adagrpo_discriminability`.
@@ -477,6 +478,27 @@ def run_shared(recipe: dict[str, Any], shared_dir: Path, seed: int) -> None:
     run_pipeline(pipeline_args(recipe, shared_dir, seed, {}))
 
 
+def link_nll_only(source_run: Path, run_dir: Path) -> bool:
+    """
+    Links a seed's trained `nll_only` control (and its test metrics) from the run of an earlier reward into `run_dir`:
+    with `gate_mode="never"` the reward never reaches the loss, so the control is the same model under every reward
+    (tests/test_adagrpo_trainer.py::test_never_gated_training_does_not_depend_on_the_reward). Does nothing when the
+    source is not trained yet or `run_dir` already has its own (finished or unfinished) control. Returns whether it
+    linked.
+    """
+    source, target = source_run / "methods" / "nll_only", run_dir / "methods" / "nll_only"
+    if not (source / "log_history.json").exists() or target.is_symlink() or target.exists():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(source.resolve(), target_is_directory=True)
+    for name in ("metrics_nll_only.json", "metrics_nll_only@best.json"):
+        metrics = source_run / "report" / name
+        if metrics.exists() and not (run_dir / "report" / name).exists():
+            (run_dir / "report").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(metrics, run_dir / "report" / name)
+    return True
+
+
 def run_reward(
     recipe: dict[str, Any], shared_dir: Path, run_dir: Path, seed: int, methods: dict[str, dict[str, Any]]
 ) -> None:
@@ -831,6 +853,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "selection": selection,
     }
     reports = {}
+    nll_only_runs: dict[int, Path] = {}  # seed -> the first reward's run, whose nll_only control the others reuse
     for reward_name, reward in rewards.items():
         reward_start = time.perf_counter()
         this_recipe = reward_recipe(recipe, reward)
@@ -843,7 +866,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 headline = {"nll_only", "adagrpo", best_mixture}
                 seed_methods = {name: overrides for name, overrides in methods.items() if name in headline}
+            if "nll_only" in seed_methods and seed in nll_only_runs:
+                link_nll_only(nll_only_runs[seed], run_dir)
             run_reward(this_recipe, output_dir / f"seed{seed}" / "shared", run_dir, seed, seed_methods)
+            if "nll_only" in seed_methods:
+                nll_only_runs.setdefault(seed, run_dir)
             per_seed[seed] = {
                 name: load_method(run_dir, name, sizing["prompts_per_step"]) for name in ["sft", *seed_methods]
             }

@@ -465,6 +465,31 @@ def test_gate_log_probs_come_from_the_generation_and_equal_a_forward_pass(tmp_pa
         torch.testing.assert_close(per_row, per_row[:, :1].expand_as(per_row))  # the rows of a group share it
 
 
+def test_never_gated_training_does_not_depend_on_the_reward(tmp_path, tokenizer, dataset):
+    # benchmarks/quality_v2.py trains the nll_only control once per seed and reuses it under every reward.
+    def another_reward(completions, **kwargs):
+        return [float(len(completion) % 3) - 1.0 for completion in completions]
+
+    weights = []
+    for name, reward in (("target", toy.target_reward), ("another", another_reward)):
+        trainer = make_trainer(
+            tmp_path / name,
+            tokenizer,
+            dataset,
+            model=saved_model_dir(tmp_path / name, tokenizer),
+            reward=reward,
+            gate_mode="never",
+            max_steps=3,
+        )
+        trainer.train()
+        weights.append({key: value.detach().clone() for key, value in trainer.model.state_dict().items()})
+    assert any(
+        not torch.equal(value, toy.make_model(tokenizer).state_dict()[key]) for key, value in weights[0].items()
+    )
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+
 def test_nll_runs_one_pass_over_one_row_per_prompt(tmp_path, tokenizer, dataset):
     trainer = make_trainer(tmp_path, tokenizer, dataset, gate_mode="never", gradient_accumulation_steps=2)
     micro_batches, _ = run_one_step(trainer)

@@ -188,6 +188,24 @@ def _fake_run(folder: Path, validation: list[float], test: float) -> Path:
     return folder
 
 
+def test_the_nll_only_control_is_linked_into_later_rewards_once_trained(tmp_path):
+    first, later = tmp_path / "seed0" / "ranker", tmp_path / "seed0" / "ranker_bias2"
+    assert not quality_v2.link_nll_only(first, later)  # nothing trained yet: the later reward trains its own
+    (first / "methods" / "nll_only").mkdir(parents=True)
+    (first / "methods" / "nll_only" / "log_history.json").write_text("[]")
+    (first / "report").mkdir()
+    (first / "report" / "metrics_nll_only.json").write_text('{"hr@10": 0.1}')
+    assert quality_v2.link_nll_only(first, later)
+    assert (later / "methods" / "nll_only").resolve() == (first / "methods" / "nll_only").resolve()
+    assert json.loads((later / "report" / "metrics_nll_only.json").read_text()) == {"hr@10": 0.1}
+    assert not (later / "report" / "metrics_nll_only@best.json").exists()
+    assert not quality_v2.link_nll_only(first, later)  # already linked
+    unfinished = tmp_path / "seed0" / "hit+ranker"
+    (unfinished / "methods" / "nll_only" / "checkpoint-80").mkdir(parents=True)
+    assert not quality_v2.link_nll_only(first, unfinished)  # its own run resumes
+    assert not (unfinished / "methods" / "nll_only").is_symlink()
+
+
 def test_selection_reads_validation_metrics_only(tmp_path):
     # Each candidate's panel runs: the better one on validation (lr 3e-5) is the worse one on test.
     validation = {1e-5: [0.10, 0.12], 3e-5: [0.20, 0.18]}
