@@ -223,9 +223,9 @@ def method_grid(
         unknown = sorted(set(methods) - set(grid))
         if unknown:
             raise ValueError(f"--methods: unknown method(s) {unknown}; the grid has {sorted(grid)}.")
-        grid = {name: grid[name] for name in dict.fromkeys(methods)}  # in the given order: the order they train
-        if not any(name.startswith("mixture_") for name in grid):
-            raise ValueError("--methods must keep at least one fixed mixture (the best one is a headline row).")
+        # In the given order: the order they train. A grid without a fixed mixture (a pilot of the headline pair)
+        # has no best-mixture row and no comparison with it.
+        grid = {name: grid[name] for name in dict.fromkeys(methods)}
     return grid
 
 
@@ -457,13 +457,16 @@ def select_hyperparameters(
 
 
 def best_mixture_on_validation(seed_results: dict[str, dict[str, Any]]) -> str:
-    """The fixed mixture with the best validation HR@10 in one seed's runs (ties: the first of the grid)."""
+    """
+    The fixed mixture with the best validation HR@10 in one seed's runs (ties: the first of the grid); `""` when the
+    grid has no mixture.
+    """
     rows = [
         {"name": name, "validation_hr@10": entry["validation_hr@10"]}
         for name, entry in seed_results.items()
         if name.startswith("mixture_")
     ]
-    return choose(rows)["name"]
+    return choose(rows)["name"] if rows else ""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -760,7 +763,8 @@ def write_reward_report(report: dict[str, Any], folder: Path, dataset: str) -> N
         f"per step, {report['settings']['train']['max_steps']} steps = {report['sizing']['prompt_visits']} prompt "
         f"visits per method; lr={chosen['learning_rate']:g}, β={chosen['beta']:g}, τ={chosen['gate_tau']:g}, "
         f"ρ={chosen['gate_rho']:g} chosen on validation; best fixed mixture (validation, seed "
-        f"{report['seeds'][0]}): {label(report['best_mixture'])}; AdaGRPO / pure GRPO seconds per step: {ratio_text}; "
+        f"{report['seeds'][0]}): {label(report['best_mixture']) or 'none in this grid'}; AdaGRPO / pure GRPO seconds "
+        f"per step: {ratio_text}; "
         f"wall time {report['wall_seconds'] / 60:.0f} min this invocation.\n\n"
     )
     write_text(folder / "report.md", header + format_table(report) + "\n")
@@ -785,7 +789,7 @@ def write_summary(summary: dict[str, Any], folder: Path, dataset: str) -> None:
             return f"{100 * p['diff']:+.2f} [{100 * p['low']:+.2f}, {100 * p['high']:+.2f}]"
 
         lines.append(
-            f"| {row['reward']} | {row['lambda']:g} | {label(row['mixture'])} | {cell('grpo')} | "
+            f"| {row['reward']} | {row['lambda']:g} | {label(row['mixture']) or '–'} | {cell('grpo')} | "
             f"{cell('best_mixture')} | {cell('adagrpo')} |"
         )
     write_text(
@@ -884,7 +888,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "lambda": reward["lambda"],
             "reward_settings": reward["train"],
             **shared_info,
-            "headline_rows": ["sft", "nll_only", best_mixture, "adagrpo"],
+            "headline_rows": [name for name in ("sft", "nll_only", best_mixture, "adagrpo") if name],
             "settings": {
                 "train": method_train_config(this_recipe, {}),
                 "evaluate": this_recipe["evaluate"],

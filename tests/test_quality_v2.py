@@ -72,8 +72,9 @@ def test_method_grid_has_the_control_pure_grpo_mixtures_adagrpo_and_its_ablation
     assert set(quality_v2.method_grid(0.25, 0.5, [1], ["nll_only", "mixture_1"])) == {"nll_only", "mixture_1"}
     with pytest.raises(ValueError, match=r"unknown method\(s\) \['mixture_7'\]"):
         quality_v2.method_grid(0.25, 0.5, [1], ["mixture_7"])
-    with pytest.raises(ValueError, match="at least one fixed mixture"):
-        quality_v2.method_grid(0.25, 0.5, [1], ["adagrpo", "nll_only"])
+    # A pilot of the headline pair, in the order given (the order they train): no mixture, so no best mixture.
+    assert list(quality_v2.method_grid(0.25, 0.5, [1], ["adagrpo", "nll_only"])) == ["adagrpo", "nll_only"]
+    assert quality_v2.best_mixture_on_validation({"adagrpo": {"validation_hr@10": 0.1}}) == ""
 
 
 def test_reward_grid_strong_ranker_two_biased_levels_and_hit_plus_ranker_with_the_gate_on_the_ranker():
@@ -383,6 +384,12 @@ def test_format_table_and_lambda_rows():
     lambda_rows = quality_v2.lambda_rows(reports)
     assert [row["lambda"] for row in lambda_rows] == [0.0, 2.0]
     assert set(lambda_rows[0]) == {"reward", "lambda", "mixture", "grpo", "best_mixture", "adagrpo"}
+    # A pilot without mixtures: no best-mixture comparison, no best-mixture point on the λ plot.
+    pilot = {"methods": quality_v2.aggregate(per_seed, ["nll_only", "adagrpo"], ""), "best_mixture": "", "lambda": 2.0}
+    assert "hr@10_vs_best_mixture" not in pilot["methods"]["adagrpo"]["final_comparisons"]
+    assert "hr@10_vs_nll_only" in pilot["methods"]["adagrpo"]["final_comparisons"]
+    assert len(quality_v2.format_table(pilot).splitlines()) == 2 + 1 + 2 * 2
+    assert set(quality_v2.lambda_rows({"ranker_bias2": pilot})[0]) == {"reward", "lambda", "mixture", "adagrpo"}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
