@@ -13,30 +13,15 @@
 # limitations under the License.
 """The policy benchmark (SFT policy vs a SASRec with the same history): its stage recipes, rankings, comparison."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _load_policy_benchmark():
-    sys.path.insert(0, str(REPO / "benchmarks"))  # the script imports its sibling `quality`, as it does when run
-    try:
-        spec = importlib.util.spec_from_file_location("policy_benchmark", REPO / "benchmarks" / "policy.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return module
+from .benchmark_scripts import load_benchmark
 
 
-policy = _load_policy_benchmark()
+policy = load_benchmark("policy")
 
 
 def test_overrides_are_read_as_yaml_and_a_pair_without_equals_is_named():

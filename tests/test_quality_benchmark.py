@@ -13,25 +13,19 @@
 # limitations under the License.
 """The quality benchmark's grid, aggregation (selection on validation, means over seeds) and report shape."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from .benchmark_scripts import load_benchmark
+
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _load_quality():
-    spec = importlib.util.spec_from_file_location("quality_benchmark", REPO / "benchmarks" / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-quality = _load_quality()
+quality = load_benchmark("quality")
 
 
 def _metrics(hits: list[int], hallucination: float) -> dict:
@@ -286,11 +280,8 @@ def test_quality_benchmark_end_to_end_on_the_tiny_simulator(tmp_path):
     assert variant["methods"]["sft"]["final"] == report["methods"]["sft"]["final"]
 
 
-def test_probe_refuses_a_run_dir_without_the_shared_stages(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # as when the script runs: its folder is on sys.path
-    spec = importlib.util.spec_from_file_location("quality_probe", REPO / "benchmarks" / "quality_probe.py")
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+def test_probe_refuses_a_run_dir_without_the_shared_stages(tmp_path):
+    probe = load_benchmark("quality_probe")
     runs = probe.probe_runs(tau=0.5, rho=0.25)
     assert runs["nll_only"] == {"gate_mode": "never"}
     assert runs["grpo"] == {"gate_mode": "always", "nll_coef": 0.0}

@@ -13,31 +13,16 @@
 # limitations under the License.
 """The second quality benchmark: grids, sizing, selection on validation only, seed aggregation, report shape."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _load_quality_v2():
-    # The script imports its sibling `quality` as a script does (benchmarks/ first on sys.path when it runs).
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location("quality_v2_benchmark", REPO / "benchmarks" / "quality_v2.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return module
+from .benchmark_scripts import load_benchmark
 
 
-quality_v2 = _load_quality_v2()
+quality_v2 = load_benchmark("quality_v2")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

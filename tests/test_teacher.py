@@ -257,16 +257,11 @@ def test_the_ranker_trains_on_the_training_part_only(monkeypatch):
 
 
 @pytest.mark.slow
-def test_teacher_benchmark_end_to_end_on_the_simulator(tmp_path, monkeypatch):
+def test_teacher_benchmark_end_to_end_on_the_simulator(tmp_path):
     """benchmarks/teacher.py --quick: every stage, then a report with the ranker, the policy and the λ sweep."""
-    import importlib.util
-    from pathlib import Path
+    from .benchmark_scripts import load_benchmark
 
-    benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
-    monkeypatch.syspath_prepend(str(benchmarks))  # as when the script runs
-    spec = importlib.util.spec_from_file_location("teacher_benchmark", benchmarks / "teacher.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("teacher")
     argv = ["--dataset", "synthetic", "--quick", "--max_train_samples", "500", "--max_len", "20", "--epochs", "2"]
     argv += ["--output_dir", str(tmp_path / "run"), "--results_dir", str(tmp_path / "results")]
     argv += ["--popularity_biases", "0", "1"]
