@@ -34,6 +34,7 @@ Results: `benchmarks/results/policy/<tag>/report.{json,md}` (index: benchmarks/R
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -113,6 +114,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 def stage_configs(dataset: str, run_dir: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The prepare, sft and peer-ranker recipes of one dataset (the pipeline recipe's sections, paths filled in)."""
+    from adagrpo_trl.scripts.configs import PrepareArguments
     from adagrpo_trl.scripts.recipe import load_recipe, resolve_recipe, split_recipe_section
 
     recipe = load_recipe(resolve_recipe(RECIPES[dataset], "pipeline"), "pipeline")
@@ -121,7 +123,8 @@ def stage_configs(dataset: str, run_dir: Path, args: argparse.Namespace) -> dict
     sft_section = {**recipe["sft"], **args.sft_overrides}
     split_recipe_section("sft", sft_section, "--sft_override")  # an unknown key fails here, naming it
     sft_config = {**sft_section, "data_dir": str(data), "output_dir": str(sft), "seed": args.seed}
-    max_history = int(prepare.get("max_history", 10))
+    (prepare_values,) = split_recipe_section("prepare", recipe["prepare"])
+    max_history = PrepareArguments(**{**prepare_values, "output_dir": str(data)}).max_history  # the prompt's items
     ranker = {**PEER, "max_len": max_history, "data_dir": str(data), "output_dir": str(peer), "seed": args.seed}
     if args.quick:
         sft_config.update(max_steps=20, num_train_epochs=1)
@@ -245,7 +248,7 @@ def run_dataset(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
         "users": len(prepared.datasets["test"]),
         "items": len(prepared.catalog.item_ids),
         "training_rows": len(prepared.datasets["train"]),
-        "max_history": configs["prepare"].get("max_history"),
+        "max_history": configs["train-ranker"]["max_len"],
     }
     return {
         "dataset": dataset,
@@ -320,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     rows = [run_dataset(dataset, args) for dataset in args.datasets]
     report = {
-        "command": "python benchmarks/policy.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python benchmarks/policy.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "hardware": hardware(),
         "versions": versions(),
         "peer": PEER,
