@@ -754,18 +754,27 @@ def write_reward_report(report: dict[str, Any], folder: Path, dataset: str) -> N
 
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "report.json", report)
-    chosen = report["selection"]["chosen"]
+    selection, chosen = report["selection"], report["selection"]["chosen"]
+
+    def how(stage: str) -> str:  # a one-value grid trains nothing: the value is the command's, not a selection
+        return "chosen on validation" if selection[stage]["grid"] else "fixed by the command (one-value grid)"
+
+    mixtures = [name for name in report["settings"]["methods"] if name.startswith("mixture_")]
+    mixture = label(report["best_mixture"]) or "none in this grid"
+    if len(mixtures) == 1:
+        mixture += " (the only mixture run)"
     ratio = report["step_time_ratio"]
     ratio_text = "not measured" if ratio is None else f"{ratio['ratio']:.3f} (target ≤ {ratio['target']})"
     header = (
         f"{dataset}, reward `{report['reward']}`: {report['hardware']}; seeds {report['seeds']} (headline rows), "
         f"{report['sizing']['prompts_per_step']} prompts × {report['settings']['train']['num_generations']} rollouts "
         f"per step, {report['settings']['train']['max_steps']} steps = {report['sizing']['prompt_visits']} prompt "
-        f"visits per method; lr={chosen['learning_rate']:g}, β={chosen['beta']:g}, τ={chosen['gate_tau']:g}, "
-        f"ρ={chosen['gate_rho']:g} chosen on validation; best fixed mixture (validation, seed "
-        f"{report['seeds'][0]}): {label(report['best_mixture']) or 'none in this grid'}; AdaGRPO / pure GRPO seconds "
-        f"per step: {ratio_text}; "
-        f"wall time {report['wall_seconds'] / 60:.0f} min this invocation.\n\n"
+        f"visits per method; lr={chosen['learning_rate']:g}, β={chosen['beta']:g} {how('learning_rate_beta')}; "
+        f"τ={chosen['gate_tau']:g}, ρ={chosen['gate_rho']:g} {how('tau_rho')}; best fixed mixture (validation, seed "
+        f"{report['seeds'][0]}): {mixture}; AdaGRPO / pure GRPO seconds per step, from each run's own log (not a "
+        f"controlled timing: other jobs on the machine count): {ratio_text}; "
+        f"wall time {report['wall_seconds'] / 60:.0f} min this invocation, "
+        f"{report['wall_seconds_all_invocations'] / 60:.0f} min over every invocation of the run folder.\n\n"
     )
     write_text(folder / "report.md", header + format_table(report) + "\n")
     plot_frontier(report, folder / "frontier.png", f"{dataset}, reward {report['reward']}")
