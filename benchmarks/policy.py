@@ -35,7 +35,6 @@ Results: `benchmarks/results/policy/<tag>/report.{json,md}` (index: benchmarks/R
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -44,7 +43,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from quality import hardware, versions  # benchmarks/ is the script's folder, on sys.path
+from quality import hardware, run_command, versions  # benchmarks/ is the script's folder, on sys.path
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -136,11 +135,7 @@ def run_stage(command: str, config: Mapping[str, Any], config_path: Path) -> flo
     """Writes the stage's recipe beside its outputs and runs `adagrpo-trl <command> --config` on it; its seconds."""
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
-    argv = [sys.executable, "-m", "adagrpo_trl.cli", command, "--config", str(config_path)]
-    print("+", " ".join(argv), flush=True)  # noqa: T201
-    start = time.perf_counter()
-    subprocess.run(argv, check=True)
-    return time.perf_counter() - start
+    return run_command([sys.executable, "-m", "adagrpo_trl.cli", command, "--config", str(config_path)])
 
 
 def ranked_from_scores(scores: np.ndarray, item_ids: Sequence[str], k: int) -> list[list[str]]:

@@ -536,6 +536,14 @@ def plot_frontier(report: dict[str, Any], path: Path, title: str) -> None:
     plt.close(figure)
 
 
+def run_command(argv: list[str]) -> float:
+    """Runs a command (echoed first), failing on a non-zero exit; returns its wall-clock seconds."""
+    print("+", " ".join(argv), flush=True)  # noqa: T201
+    start = time.perf_counter()
+    subprocess.run(argv, check=True)
+    return time.perf_counter() - start
+
+
 def versions() -> dict[str, str]:
     import accelerate
     import datasets

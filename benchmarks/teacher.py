@@ -26,12 +26,11 @@ beams -> `benchmarks/results/teacher/<dataset>/report.{json,md}`.
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from quality import hardware, versions  # benchmarks/ is the script's folder, on sys.path
+from quality import hardware, run_command, versions  # benchmarks/ is the script's folder, on sys.path
 
 from adagrpo_trl.rankers import format_teacher_report
 
@@ -50,13 +49,6 @@ POLICY = {
         "--disable_tqdm", "true",
     ],
 }  # fmt: skip
-
-
-def run(command: list[str]) -> float:
-    start = time.perf_counter()
-    print("+", " ".join(command), flush=True)  # noqa: T201
-    subprocess.run(command, check=True)
-    return time.perf_counter() - start
 
 
 def teacher_vs_policy(data: Path, sft: Path, ranker: Path | None, popularity_biases: list[float]) -> dict:
@@ -125,11 +117,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         sft_args = [*sft_args, "--max_steps", "20"]
     if not (data / "catalog.json").exists():
-        timings["prepare"] = run(
+        timings["prepare"] = run_command(
             [*cli, "prepare", "--dataset", args.dataset, "--output_dir", str(data), *POLICY["prepare"]]
         )
     if not args.ranker_only and not (sft / "model.safetensors").exists():
-        timings["sft"] = run(
+        timings["sft"] = run_command(
             [*cli, "sft", "--data_dir", str(data), "--output_dir", str(sft), "--max_train_samples",
              str(args.max_train_samples), *sft_args]
         )  # fmt: skip
@@ -146,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
             ranker_args += ["--item_feature_fields", *args.item_feature_fields]
         if args.user_feature_fields:
             ranker_args += ["--user_feature_fields", *args.user_feature_fields]
-        timings["train-ranker"] = run([*cli, "train-ranker", *ranker_args])
+        timings["train-ranker"] = run_command([*cli, "train-ranker", *ranker_args])
     if args.ranker_only:
         return {}
     report_path = out / "teacher_vs_policy.json"
