@@ -80,6 +80,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from quality import (  # benchmarks/ is the script's folder, on sys.path
     best_validation,
     hardware,
@@ -181,6 +182,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Only these methods of the grid, trained in this order (default: all).",
     )
     grid.add_argument("--rewards", nargs="+", default=None, help="Only these rewards of the grid (default: all).")
+    parser.add_argument(
+        "--train_override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Change one key of the recipe's train section for every method (YAML value), e.g. rollout=beam; "
+        "repeatable.",
+    )
+    parser.add_argument(
+        "--reuse_from",
+        default=None,
+        help="An earlier run folder of this benchmark: each seed's shared stages (data, SFT, ranker) are linked from "
+        "it, and so is its NLL-only control where this run's differs only in keys that never reach that loss "
+        "(REUSABLE_NLL_ONLY_DIFFERENCES).",
+    )
     parser.add_argument("--tag", default=None, help="A variant: reports under <results_dir>/<dataset>/<tag>/.")
     parser.add_argument("--output_dir", default=None, help="Run folder (default: runs/quality_v2/<dataset>[-<tag>]).")
     parser.add_argument("--results_dir", default="benchmarks/results/quality_v2", help="Root of the reports.")
@@ -193,8 +209,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--tag must be letters, digits, '.', '_' or '-' (it names files), got {args.tag!r}.")
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds must be distinct, got {args.seeds}.")
+    try:
+        args.train_overrides = parse_overrides(args.train_override)
+    except ValueError as error:
+        parser.error(str(error))
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """`["rollout=beam", "temperature=0.7"]` -> `{"rollout": "beam", "temperature": 0.7}` (values read as YAML)."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--train_override expects KEY=VALUE, got {pair!r}.")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -300,8 +331,8 @@ def rl_sizing(
 
 
 def base_recipe(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The recipe every run starts from (sizing, validation, all test users) and the sizing record."""
-    from adagrpo_trl.scripts.recipe import load_recipe
+    """The recipe every run starts from (sizing, validation, all test users, `--train_override`) and the sizing."""
+    from adagrpo_trl.scripts.recipe import load_recipe, split_recipe_section
 
     recipe = load_recipe(Path(args.recipe or RECIPES[args.dataset]), "pipeline")
     sizing = rl_sizing(
@@ -320,6 +351,8 @@ def base_recipe(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any
         recommendation_eval_steps=args.eval_steps,
         recommendation_eval_samples=args.eval_samples,
     )
+    train.update(getattr(args, "train_overrides", {}))
+    split_recipe_section("train", train, "--train_override")  # an unknown key or a bad value fails here, naming it
     recipe["train"] = train
     # ALL test users, and enough beams for HR@20.
     evaluate = {key: value for key, value in recipe.get("evaluate", {}).items() if key != "max_samples"}
@@ -485,7 +518,7 @@ def link_nll_only(source_run: Path, run_dir: Path) -> bool:
     """
     Links a seed's trained `nll_only` control (and its test metrics) from the run of an earlier reward into `run_dir`:
     with `gate_mode="never"` the reward never reaches the loss, so the control is the same model under every reward
-    (tests/test_adagrpo_trainer.py::test_never_gated_training_does_not_depend_on_the_reward). Does nothing when the
+    (tests/test_adagrpo_trainer.py::test_never_gated_training_does_not_depend_on_the_reward_nor_the_rollouts). Does nothing when the
     source is not trained yet or `run_dir` already has its own (finished or unfinished) control. Returns whether it
     linked.
     """
@@ -500,6 +533,60 @@ def link_nll_only(source_run: Path, run_dir: Path) -> bool:
             (run_dir / "report").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(metrics, run_dir / "report" / name)
     return True
+
+
+# Train keys that never reach the NLL-only control's loss (`gate_mode="never"`: neither the rollouts nor their rewards
+# enter it): a control trained under other rewards is the same model bit for bit, one trained with other rollouts the
+# same up to float rounding (the micro-batches are shuffled with another random state, so gradients are summed in
+# another order), i.e. an equally valid same-compute control (tests/test_adagrpo_trainer.py::
+# test_never_gated_training_does_not_depend_on_the_reward_nor_the_rollouts).
+REUSABLE_NLL_ONLY_DIFFERENCES = frozenset({"rollout", "reward_weights", "gate_reward_weights"})
+
+
+def link_reused_shared(source: Path, shared_dir: Path) -> bool:
+    """Links a seed's shared stages (`--reuse_from`) unless this run already has its own; returns whether it linked."""
+    if shared_dir.exists() or shared_dir.is_symlink():
+        return False
+    if not source.is_dir():
+        raise FileNotFoundError(f"--reuse_from: {source} does not exist (no shared stages for this seed there).")
+    shared_dir.parent.mkdir(parents=True, exist_ok=True)
+    shared_dir.symlink_to(source.resolve(), target_is_directory=True)
+    return True
+
+
+def reusable_nll_only(seed_dir: Path, expected: dict[str, Any]) -> Path | None:
+    """
+    The reward run in `seed_dir` (a seed folder of `--reuse_from`) whose trained NLL-only control can stand for this
+    run's: trained there (not linked), finished, and with the same value of every key of `expected` (this run's
+    `method_train_config` of `nll_only`) that its saved `AdaGRPOConfig` has, except `REUSABLE_NLL_ONLY_DIFFERENCES`.
+    `None` (with the differences logged) when there is none.
+    """
+    import torch
+
+    for run_dir in sorted(path for path in seed_dir.iterdir() if path.is_dir() and path.name != "shared"):
+        control = run_dir / "methods" / "nll_only"
+        if control.is_symlink() or not (control / "log_history.json").exists():
+            continue
+        saved = torch.load(control / "training_args.bin", weights_only=False)
+        differences = {
+            key: (getattr(saved, key), value)
+            for key, value in expected.items()
+            if key not in REUSABLE_NLL_ONLY_DIFFERENCES
+            and hasattr(saved, key)
+            and not _same(getattr(saved, key), value)
+        }
+        if not differences:
+            return run_dir
+        logger.info("not reusing %s: it differs in %s (saved, wanted)", control, differences)
+    return None
+
+
+def _same(saved: Any, wanted: Any) -> bool:
+    if isinstance(saved, (int, float)) and isinstance(wanted, (int, float)) and not isinstance(saved, bool):
+        return math.isclose(float(saved), float(wanted), rel_tol=1e-12, abs_tol=0.0)
+    if isinstance(saved, (list, tuple)) and isinstance(wanted, (list, tuple)):
+        return len(saved) == len(wanted) and all(_same(a, b) for a, b in zip(saved, wanted, strict=True))
+    return getattr(saved, "value", saved) == getattr(wanted, "value", wanted)  # enums compare by their value
 
 
 def run_reward(
@@ -845,6 +932,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         )
     first = args.seeds[0]
     for seed in args.seeds:
+        if args.reuse_from:
+            link_reused_shared(Path(args.reuse_from) / f"seed{seed}" / "shared", output_dir / f"seed{seed}" / "shared")
         run_shared(recipe, output_dir / f"seed{seed}" / "shared", seed)
     clock.save()
     selection = select_hyperparameters(
@@ -862,11 +951,19 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "versions": versions(),
         "hardware": hardware_description(),
         "seeds": list(args.seeds),
+        "train_overrides": args.train_overrides,
+        "reused_from": args.reuse_from,
         "sizing": sizing,
         "selection": selection,
     }
     reports = {}
     nll_only_runs: dict[int, Path] = {}  # seed -> the first reward's run, whose nll_only control the others reuse
+    if args.reuse_from and "nll_only" in methods:
+        for seed in args.seeds:
+            expected = method_train_config(recipe, methods["nll_only"], seed)
+            source = reusable_nll_only(Path(args.reuse_from) / f"seed{seed}", expected)
+            if source is not None:
+                nll_only_runs[seed] = source
     for reward_name, reward in rewards.items():
         reward_start = time.perf_counter()
         this_recipe = reward_recipe(recipe, reward)

@@ -192,6 +192,56 @@ def test_the_nll_only_control_is_linked_into_later_rewards_once_trained(tmp_path
     assert not (unfinished / "methods" / "nll_only").is_symlink()
 
 
+def test_train_overrides_reach_every_method_and_bad_ones_fail_naming_the_key():
+    args = quality_v2.parse_args(
+        ["--quick", "--train_override", "rollout=beam", "--train_override", "temperature=0.7"]
+    )
+    assert args.train_overrides == {"rollout": "beam", "temperature": 0.7}
+    recipe, _ = quality_v2.base_recipe(args)
+    for name, overrides in quality_v2.method_grid(0.25, 0.5, [1.0]).items():
+        config = quality_v2.method_train_config(recipe, overrides)
+        assert (config["rollout"], config["temperature"]) == ("beam", 0.7), name
+    with pytest.raises(SystemExit):
+        quality_v2.parse_args(["--train_override", "rollout"])  # no '='
+    with pytest.raises(ValueError, match="no_such_key"):
+        quality_v2.base_recipe(quality_v2.parse_args(["--quick", "--train_override", "no_such_key=1"]))
+
+
+def _saved_control(run_dir: Path, **config) -> None:
+    """A finished NLL-only control with its saved `AdaGRPOConfig` (what `reusable_nll_only` reads)."""
+    import torch
+
+    from adagrpo_trl import AdaGRPOConfig
+
+    control = run_dir / "methods" / "nll_only"
+    control.mkdir(parents=True)
+    (control / "log_history.json").write_text("[]")
+    torch.save(
+        AdaGRPOConfig(output_dir=str(control), report_to="none", use_cpu=True, **config), control / "training_args.bin"
+    )
+
+
+def test_reuse_from_links_shared_stages_and_only_an_equal_compute_control(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    (old / "seed0" / "shared" / "sft").mkdir(parents=True)
+    assert quality_v2.link_reused_shared(old / "seed0" / "shared", new / "seed0" / "shared")
+    assert (new / "seed0" / "shared" / "sft").is_dir()
+    assert not quality_v2.link_reused_shared(old / "seed0" / "shared", new / "seed0" / "shared")  # has its own
+    with pytest.raises(FileNotFoundError, match="seed1"):
+        quality_v2.link_reused_shared(old / "seed1" / "shared", new / "seed1" / "shared")
+
+    _saved_control(old / "seed0" / "ranker", learning_rate=3e-5, gate_mode="never", rollout="sample", seed=0)
+    # a control linked from another reward is never a source
+    (old / "seed0" / "ranker_bias2" / "methods").mkdir(parents=True)
+    (old / "seed0" / "ranker_bias2" / "methods" / "nll_only").symlink_to(
+        old / "seed0" / "ranker" / "methods" / "nll_only"
+    )
+    wanted = {"learning_rate": 3e-5, "gate_mode": "never", "seed": 0, "reward_funcs": ["sasrec"]}
+    assert quality_v2.reusable_nll_only(old / "seed0", {**wanted, "rollout": "beam"}) == old / "seed0" / "ranker"
+    assert quality_v2.reusable_nll_only(old / "seed0", {**wanted, "learning_rate": 1e-4}) is None
+    assert quality_v2.reusable_nll_only(old / "seed0", {**wanted, "seed": 1}) is None
+
+
 def test_selection_reads_validation_metrics_only(tmp_path):
     # Each candidate's panel runs: the better one on validation (lr 3e-5) is the worse one on test.
     validation = {1e-5: [0.10, 0.12], 3e-5: [0.20, 0.18]}
