@@ -55,13 +55,22 @@ GRPO step-time ratio (target <= 1.15), at the final checkpoint and at the best o
 Outputs, `benchmarks/results/quality_v2/<dataset>[/<tag>]/`: `<reward>/report.{json,md}` and `<reward>/frontier.png`
 (HR@10 × hallucination), `summary.{json,md}` and `delta_hr10_vs_lambda.png` (ΔHR@10 vs SFT against λ for pure GRPO,
 the best mixture and AdaGRPO). Each JSON records the exact command, the commit, the library versions, the hardware and
-the wall time (this invocation and all invocations of the run folder). Runs are resumable: every stage with complete
-outputs is skipped (the pipeline's stage skipping), and a killed training resumes from its last checkpoint.
+the wall time (this invocation, and the clock time of all invocations of the run folder, parallel ones counted once).
+Runs are resumable: every stage with complete outputs is skipped (the pipeline's stage skipping), and a killed
+training resumes from its last checkpoint.
+
+Variants: `--train_override KEY=VALUE` changes one key of the train section for every method (e.g. `rollout=beam`:
+K distinct beams per prompt instead of K samples); `--reuse_from <run folder>` links each seed's shared stages from an
+earlier run and its NLL-only control when that control's saved settings equal this run's up to the keys that never
+reach its loss (`REUSABLE_NLL_ONLY_DIFFERENCES`: the rollout mode, the reward weights), so a variant of the RL
+methods costs no new SFT, ranker or control.
 
 ```bash
 python benchmarks/quality_v2.py --dataset ml-1m                         # the full second edition (days on 2 cores)
 python benchmarks/quality_v2.py --dataset ml-1m --seeds 0 --rewards ranker --lr_grid 3e-5 --beta_grid 0
 python benchmarks/quality_v2.py --quick                                 # the tiny simulator, a few minutes
+python benchmarks/quality_v2.py --dataset ml-1m --seeds 0 --rewards ranker --lr_grid 3e-5 --beta_grid 0 \
+    --tag pilot_beam --reuse_from runs/quality_v2/ml-1m-pilot --train_override rollout=beam
 ```
 """
 
@@ -861,7 +870,7 @@ def write_reward_report(report: dict[str, Any], folder: Path, dataset: str) -> N
         f"{report['seeds'][0]}): {mixture}; AdaGRPO / pure GRPO seconds per step, from each run's own log (not a "
         f"controlled timing: other jobs on the machine count): {ratio_text}; "
         f"wall time {report['wall_seconds'] / 60:.0f} min this invocation, "
-        f"{report['wall_seconds_all_invocations'] / 60:.0f} min over every invocation of the run folder.\n\n"
+        f"{report['wall_seconds_all_invocations'] / 60:.0f} min of clock time over every invocation of the run folder (parallel ones counted once).\n\n"
     )
     write_text(folder / "report.md", header + format_table(report) + "\n")
     plot_frontier(report, folder / "frontier.png", f"{dataset}, reward {report['reward']}")
@@ -896,25 +905,48 @@ def write_summary(summary: dict[str, Any], folder: Path, dataset: str) -> None:
 
 
 class WallClock:
-    """This invocation's wall time, and the total over every invocation of a run folder (`invocations.json`)."""
+    """
+    This invocation's wall time, and the clock time over every invocation of a run folder (`invocations.json`):
+    invocations that ran in parallel count once (the union of their intervals).
+    """
 
     def __init__(self, output_dir: Path, command: str):
         self.path = output_dir / "invocations.json"
         self.start = time.perf_counter()
-        self.invocations = json.loads(self.path.read_text()) if self.path.exists() else []
-        self.invocations.append({"command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": 0.0})
+        self.entry = {"command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": 0.0}
 
     def seconds(self) -> float:
         return round(time.perf_counter() - self.start, 1)
 
     def save(self) -> float:
-        """Records this invocation's time so far; returns the total over every invocation."""
+        """Records this invocation's time so far beside the others' (read again: they may run in parallel)."""
         from adagrpo_trl.utils import atomic_write_json
 
-        self.invocations[-1]["seconds"] = self.seconds()
+        self.entry["seconds"] = self.seconds()
+        key = (self.entry["started"], self.entry["command"])
+        others = json.loads(self.path.read_text()) if self.path.exists() else []
+        invocations = [entry for entry in others if (entry["started"], entry["command"]) != key] + [self.entry]
+        invocations.sort(key=lambda entry: entry["started"])
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.path, self.invocations)
-        return round(sum(entry["seconds"] for entry in self.invocations), 1)
+        atomic_write_json(self.path, invocations)
+        return busy_seconds(invocations)
+
+
+def busy_seconds(invocations: Sequence[dict[str, Any]]) -> float:
+    """Seconds of clock time during which at least one invocation ran (`started` ISO time + `seconds`)."""
+    import datetime
+
+    intervals = sorted(
+        (start, start + entry["seconds"])
+        for entry in invocations
+        for start in [datetime.datetime.fromisoformat(entry["started"]).timestamp()]
+    )
+    total, end = 0.0, -math.inf
+    for start, stop in intervals:
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return round(total, 1)
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -1012,7 +1044,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "paired bootstrap over ALL test users of the per-user HR@10 averaged over the seeds both rows ran "
             "(`seeds`; SFT: its only checkpoint; nll_only and best mixture: the same checkpoint kind); train_seconds: "
             "Σ TRL step_time from the run's log_history (validation excluded); wall_seconds: this invocation so far "
-            "(resumed stages are not re-timed), wall_seconds_all_invocations: every invocation of the run folder.",
+            "(resumed stages are not re-timed), wall_seconds_all_invocations: the clock time during which any "
+            "invocation of the run folder ran (parallel invocations counted once).",
         }
         write_reward_report(report, results_dir / reward_name, args.dataset)
         reports[reward_name] = report

@@ -242,6 +242,23 @@ def test_reuse_from_links_shared_stages_and_only_an_equal_compute_control(tmp_pa
     assert quality_v2.reusable_nll_only(old / "seed0", {**wanted, "seed": 1}) is None
 
 
+def test_wall_clock_counts_parallel_invocations_once_and_keeps_every_entry(tmp_path):
+    entries = [
+        {"command": "a", "started": "2026-12-07T10:00:00", "seconds": 600.0},
+        {"command": "b", "started": "2026-12-07T10:05:00", "seconds": 600.0},  # overlaps a by 5 min
+        {"command": "c", "started": "2026-12-07T10:06:00", "seconds": 60.0},  # inside b
+        {"command": "d", "started": "2026-12-07T11:00:00", "seconds": 30.0},
+    ]
+    assert quality_v2.busy_seconds(entries) == 900 + 30
+    assert quality_v2.busy_seconds([]) == 0
+    # two invocations saving in turn into one folder: neither overwrites the other's entry
+    first, second = quality_v2.WallClock(tmp_path, "first"), quality_v2.WallClock(tmp_path, "second")
+    second.entry["started"] = "2099-01-01T00:00:00"
+    first.save(), second.save(), first.save()
+    saved = json.loads((tmp_path / "invocations.json").read_text())
+    assert [entry["command"] for entry in saved] == ["first", "second"]
+
+
 def test_selection_reads_validation_metrics_only(tmp_path):
     # Each candidate's panel runs: the better one on validation (lr 3e-5) is the worse one on test.
     validation = {1e-5: [0.10, 0.12], 3e-5: [0.20, 0.18]}
