@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from quality import hardware, run_command, versions  # benchmarks/ is the script's folder, on sys.path
+from quality import hardware, parse_overrides, run_command, versions  # benchmarks/ is the script's folder, on sys.path
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,19 +96,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="A line of provenance for the report (e.g. a stage copied from another run folder); repeatable.",
     )
     args = parser.parse_args(argv)
-    args.sft_overrides = parse_overrides(args.sft_override)
+    args.sft_overrides = parse_overrides(args.sft_override, "--sft_override")
     return args
-
-
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """`["a=1", "b=[x, y]"]` -> `{"a": 1, "b": ["x", "y"]}` (values read as YAML); a pair without `=` is an error."""
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--sft_override expects KEY=VALUE, got {pair!r}.")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
 
 
 def stage_configs(dataset: str, run_dir: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:

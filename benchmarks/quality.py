@@ -51,6 +51,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -534,6 +535,22 @@ def plot_frontier(report: dict[str, Any], path: Path, title: str) -> None:
     figure.tight_layout()
     atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
     plt.close(figure)
+
+
+def parse_overrides(pairs: Sequence[str], flag: str) -> dict[str, Any]:
+    """
+    `["a=1", "b=[x, y]"]` -> `{"a": 1, "b": ["x", "y"]}`: the `KEY=VALUE` pairs of a repeatable override flag, values
+    read as YAML; a pair without `=` or without a key is an error naming `flag` and the pair.
+    """
+    import yaml
+
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} expects KEY=VALUE, got {pair!r}.")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
 
 
 def run_command(argv: list[str]) -> float:

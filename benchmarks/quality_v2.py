@@ -89,12 +89,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from quality import (  # benchmarks/ is the script's folder, on sys.path
     best_validation,
     hardware,
     label,
     link_shared_stages,
+    parse_overrides,
     pipeline_args,
     plot_frontier,
     versions,
@@ -219,22 +219,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds must be distinct, got {args.seeds}.")
     try:
-        args.train_overrides = parse_overrides(args.train_override)
+        args.train_overrides = parse_overrides(args.train_override, "--train_override")
     except ValueError as error:
         parser.error(str(error))
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
-
-
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """`["rollout=beam", "temperature=0.7"]` -> `{"rollout": "beam", "temperature": 0.7}` (values read as YAML)."""
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--train_override expects KEY=VALUE, got {pair!r}.")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -25,13 +25,15 @@ policy = load_benchmark("policy")
 
 
 def test_overrides_are_read_as_yaml_and_a_pair_without_equals_is_named():
-    assert policy.parse_overrides(["sid_unlikelihood_coef=1.0", "bf16=false", "x=[a, b]"]) == {
+    assert policy.parse_overrides(["sid_unlikelihood_coef=1.0", "bf16=false", "x=[a, b]"], "--sft_override") == {
         "sid_unlikelihood_coef": 1.0,
         "bf16": False,
         "x": ["a", "b"],
     }
-    with pytest.raises(ValueError, match="'num_train_epochs'"):
-        policy.parse_overrides(["num_train_epochs"])
+    with pytest.raises(ValueError, match="--sft_override expects KEY=VALUE, got 'num_train_epochs'"):
+        policy.parse_overrides(["num_train_epochs"], "--sft_override")
+    with pytest.raises(ValueError, match="'=1'"):
+        policy.parse_overrides(["=1"], "--sft_override")
 
 
 @pytest.mark.parametrize("dataset", sorted(policy.RECIPES))
