@@ -850,8 +850,12 @@ def write_reward_report(report: dict[str, Any], folder: Path, dataset: str) -> N
         mixture += " (the only mixture run)"
     ratio = report["step_time_ratio"]
     ratio_text = "not measured" if ratio is None else f"{ratio['ratio']:.3f} (target ≤ {ratio['target']})"
+    overrides = report.get("train_overrides") or {}
+    variant = "".join(f"{key}={value}, " for key, value in overrides.items())
+    if report.get("reused_from"):
+        variant += f"shared stages (and the NLL-only control where equal) from {report['reused_from']}, "
     header = (
-        f"{dataset}, reward `{report['reward']}`: {report['hardware']}; seeds {report['seeds']} (headline rows), "
+        f"{dataset}, reward `{report['reward']}`: {report['hardware']}; {variant}seeds {report['seeds']} (headline rows), "
         f"{report['sizing']['prompts_per_step']} prompts × {report['settings']['train']['num_generations']} rollouts "
         f"per step, {report['settings']['train']['max_steps']} steps = {report['sizing']['prompt_visits']} prompt "
         f"visits per method; lr={chosen['learning_rate']:g}, β={chosen['beta']:g} {how('learning_rate_beta')}; "
