@@ -63,7 +63,8 @@ Variants: `--train_override KEY=VALUE` changes one key of the train section for 
 K distinct beams per prompt instead of K samples); `--reuse_from <run folder>` links each seed's shared stages from an
 earlier run and its NLL-only control when that control's saved settings equal this run's up to the keys that never
 reach its loss (`REUSABLE_NLL_ONLY_DIFFERENCES`: the rollout mode, the reward weights), so a variant of the RL
-methods costs no new SFT, ranker or control.
+methods costs no new SFT, ranker or control. `--report_only` trains nothing and reports what finished (a method not
+trained under a reward is left out of that reward's report), e.g. after variants trained in parallel invocations.
 
 ```bash
 python benchmarks/quality_v2.py --dataset ml-1m                         # the full second edition (days on 2 cores)
@@ -205,6 +206,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="An earlier run folder of this benchmark: each seed's shared stages (data, SFT, ranker) are linked from "
         "it, and so is its NLL-only control where this run's differs only in keys that never reach that loss "
         "(REUSABLE_NLL_ONLY_DIFFERENCES).",
+    )
+    parser.add_argument(
+        "--report_only",
+        action="store_true",
+        help="Train nothing: report the methods whose training finished (a method not trained under a reward is left "
+        "out of that reward's report); the shared stages and any selection candidates must be complete.",
     )
     parser.add_argument("--tag", default=None, help="A variant: reports under <results_dir>/<dataset>/<tag>/.")
     parser.add_argument("--output_dir", default=None, help="Run folder (default: runs/quality_v2/<dataset>[-<tag>]).")
@@ -454,6 +461,8 @@ def select_hyperparameters(
     train = recipe["train"]
 
     def trainer(name: str, overrides: dict[str, Any]) -> Path:
+        if getattr(args, "report_only", False) and not (selection_dir / name / "log_history.json").exists():
+            raise FileNotFoundError(f"--report_only: the selection run {selection_dir / name} is not trained.")
         return train_candidate(shared_dir, recipe, seed, selection_dir / name, overrides)
 
     default_tau, default_rho = train.get("gate_tau", args.tau_grid[0]), train.get("gate_rho", args.rho_grid[0])
@@ -585,6 +594,11 @@ def _same(saved: Any, wanted: Any) -> bool:
     if isinstance(saved, (list, tuple)) and isinstance(wanted, (list, tuple)):
         return len(saved) == len(wanted) and all(_same(a, b) for a, b in zip(saved, wanted, strict=True))
     return getattr(saved, "value", saved) == getattr(wanted, "value", wanted)  # enums compare by their value
+
+
+def trained(run_dir: Path, name: str) -> bool:
+    """Whether `name`'s training under this reward finished (its `log_history.json` is written at the end)."""
+    return (run_dir / "methods" / name / "log_history.json").exists()
 
 
 def run_reward(
@@ -959,7 +973,12 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     for seed in args.seeds:
         if args.reuse_from:
             link_reused_shared(Path(args.reuse_from) / f"seed{seed}" / "shared", output_dir / f"seed{seed}" / "shared")
-        run_shared(recipe, output_dir / f"seed{seed}" / "shared", seed)
+        if not args.report_only:
+            run_shared(recipe, output_dir / f"seed{seed}" / "shared", seed)
+        elif not (output_dir / f"seed{seed}" / "shared" / "report" / "metrics_sft.json").exists():
+            raise FileNotFoundError(
+                f"--report_only: the shared stages of seed {seed} in {output_dir} are not complete."
+            )
     clock.save()
     selection = select_hyperparameters(
         args,
@@ -1003,6 +1022,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 seed_methods = {name: overrides for name, overrides in methods.items() if name in headline}
             if "nll_only" in seed_methods and seed in nll_only_runs:
                 link_nll_only(nll_only_runs[seed], run_dir)
+            if args.report_only:
+                seed_methods = {name: o for name, o in seed_methods.items() if trained(run_dir, name)}
             run_reward(this_recipe, output_dir / f"seed{seed}" / "shared", run_dir, seed, seed_methods)
             if "nll_only" in seed_methods:
                 nll_only_runs.setdefault(seed, run_dir)
@@ -1012,6 +1033,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             if seed == first:
                 best_mixture = best_mixture_on_validation(per_seed[seed])
             total = clock.save()
+        reported = [name for name in methods if name in per_seed[first]]  # --report_only: the trained ones
         report = {
             "dataset": args.dataset,
             "tag": args.tag,
@@ -1019,16 +1041,18 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "lambda": reward["lambda"],
             "reward_settings": reward["train"],
             **shared_info,
-            "headline_rows": [name for name in ("sft", "nll_only", best_mixture, "adagrpo") if name],
+            "headline_rows": [
+                name for name in ("sft", "nll_only", best_mixture, "adagrpo") if name in ["sft", *reported]
+            ],
             "settings": {
                 "train": method_train_config(this_recipe, {}),
                 "evaluate": this_recipe["evaluate"],
                 "test_users": "all",
                 "validation_users": args.eval_samples,
-                "methods": methods,
+                "methods": {name: methods[name] for name in reported},
             },
             "best_mixture": best_mixture,
-            "methods": aggregate(per_seed, list(methods), best_mixture),
+            "methods": aggregate(per_seed, reported, best_mixture),
             "step_time_ratio": step_time_ratio(per_seed),
             "reward_seconds_this_invocation": round(time.perf_counter() - reward_start, 1),
             "wall_seconds": clock.seconds(),

@@ -259,6 +259,13 @@ def test_wall_clock_counts_parallel_invocations_once_and_keeps_every_entry(tmp_p
     assert [entry["command"] for entry in saved] == ["first", "second"]
 
 
+def test_report_only_refuses_a_run_folder_without_its_shared_stages(tmp_path):
+    argv = ["--quick", "--report_only", "--output_dir", str(tmp_path / "runs"), "--results_dir", str(tmp_path / "res")]
+    with pytest.raises(FileNotFoundError, match="shared stages of seed 0"):
+        quality_v2.main(argv)
+    assert not (tmp_path / "runs" / "seed0").exists() and not (tmp_path / "res").exists()
+
+
 def test_selection_reads_validation_metrics_only(tmp_path):
     # Each candidate's panel runs: the better one on validation (lr 3e-5) is the worse one on test.
     validation = {1e-5: [0.10, 0.12], 3e-5: [0.20, 0.18]}
@@ -494,3 +501,9 @@ def test_quality_v2_end_to_end_on_the_tiny_simulator(tmp_path):
     assert after["methods"] == before["methods"] and after["selection"] == before["selection"]
     invocations = json.loads((runs / "invocations.json").read_text())
     assert len(invocations) == 2 and after["wall_seconds_all_invocations"] >= invocations[0]["seconds"]
+    # --report_only: trains nothing, and leaves out a method never trained (w = 0.5) instead of training it
+    quality_v2.main([*argv, "--report_only", "--mixture_weights", "0.1", "0.5", "1", "3"])
+    assert {path: path.stat().st_mtime for path in runs.rglob("log_history.json")} == trained
+    only = json.loads((folder / "ranker" / "report.json").read_text())
+    assert set(only["methods"]) == methods and set(only["settings"]["methods"]) == methods - {"sft"}
+    assert only["methods"]["adagrpo"] == after["methods"]["adagrpo"]
