@@ -525,9 +525,9 @@ def link_nll_only(source_run: Path, run_dir: Path) -> bool:
     """
     Links a seed's trained `nll_only` control (and its test metrics) from the run of an earlier reward into `run_dir`:
     with `gate_mode="never"` the reward never reaches the loss, so the control is the same model under every reward
-    (tests/test_adagrpo_trainer.py::test_never_gated_training_does_not_depend_on_the_reward_nor_the_rollouts). Does nothing when the
-    source is not trained yet or `run_dir` already has its own (finished or unfinished) control. Returns whether it
-    linked.
+    (tests/test_adagrpo_trainer.py::test_never_gated_training_does_not_depend_on_the_reward_nor_the_rollouts). Does
+    nothing when the source is not trained yet or `run_dir` already has its own (finished or unfinished) control.
+    Returns whether it linked.
     """
     source, target = source_run / "methods" / "nll_only", run_dir / "methods" / "nll_only"
     if not (source / "log_history.json").exists() or target.is_symlink() or target.exists():
@@ -869,7 +869,8 @@ def write_reward_report(report: dict[str, Any], folder: Path, dataset: str) -> N
     if report.get("reused_from"):
         variant += f"shared stages (and the NLL-only control where equal) from {report['reused_from']}, "
     header = (
-        f"{dataset}, reward `{report['reward']}`: {report['hardware']}; {variant}seeds {report['seeds']} (headline rows), "
+        f"{dataset}, reward `{report['reward']}`: {report['hardware']}; {variant}seeds {report['seeds']} "
+        "(headline rows), "
         f"{report['sizing']['prompts_per_step']} prompts × {report['settings']['train']['num_generations']} rollouts "
         f"per step, {report['settings']['train']['max_steps']} steps = {report['sizing']['prompt_visits']} prompt "
         f"visits per method; lr={chosen['learning_rate']:g}, β={chosen['beta']:g} {how('learning_rate_beta')}; "
@@ -877,7 +878,8 @@ def write_reward_report(report: dict[str, Any], folder: Path, dataset: str) -> N
         f"{report['seeds'][0]}): {mixture}; AdaGRPO / pure GRPO seconds per step, from each run's own log (not a "
         f"controlled timing: other jobs on the machine count): {ratio_text}; "
         f"wall time {report['wall_seconds'] / 60:.0f} min this invocation, "
-        f"{report['wall_seconds_all_invocations'] / 60:.0f} min of clock time over every invocation of the run folder (parallel ones counted once).\n\n"
+        f"{report['wall_seconds_all_invocations'] / 60:.0f} min of clock time over every invocation of the run folder "
+        "(parallel ones counted once).\n\n"
     )
     write_text(folder / "report.md", header + format_table(report) + "\n")
     plot_frontier(report, folder / "frontier.png", f"{dataset}, reward {report['reward']}")
