@@ -43,7 +43,13 @@ from typing import Any
 
 import numpy as np
 import yaml
-from quality import hardware, parse_overrides, run_command, versions  # benchmarks/ is the script's folder, on sys.path
+from quality import (  # benchmarks/ is the script's folder, on sys.path
+    hardware,
+    parse_overrides,
+    ranked_from_scores,
+    run_command,
+    versions,
+)
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,12 +131,6 @@ def run_stage(command: str, config: Mapping[str, Any], config_path: Path) -> flo
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
     return run_command([sys.executable, "-m", "adagrpo_trl.cli", command, "--config", str(config_path)])
-
-
-def ranked_from_scores(scores: np.ndarray, item_ids: Sequence[str], k: int) -> list[list[str]]:
-    """The `k` best-scored items per row, best first (ties: lower column first), as the evaluation's ranked lists."""
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return [[item_ids[column] for column in row] for row in order]
 
 
 def peer_metrics(peer_dir: Path, prepared: Any, split: str = "test") -> dict[str, Any]:

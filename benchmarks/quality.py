@@ -537,6 +537,12 @@ def plot_frontier(report: dict[str, Any], path: Path, title: str) -> None:
     plt.close(figure)
 
 
+def ranked_from_scores(scores: np.ndarray, item_ids: Sequence[str], k: int) -> list[list[str]]:
+    """The `k` best-scored items per row, best first (ties: lower column first), as the evaluation's ranked lists."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return [[item_ids[column] for column in row] for row in order]
+
+
 def parse_overrides(pairs: Sequence[str], flag: str) -> dict[str, Any]:
     """
     `["a=1", "b=[x, y]"]` -> `{"a": 1, "b": ["x", "y"]}`: the `KEY=VALUE` pairs of a repeatable override flag, values

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from quality import hardware, versions  # benchmarks/ is the script's folder, on sys.path
+from quality import hardware, ranked_from_scores, versions  # benchmarks/ is the script's folder, on sys.path
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for level in args.bias_levels:
         offsets = PopularityBiasedRanker(teacher, counts, bias=level).offsets(item_ids) if level else 0.0
         matrices[level] = unbiased + np.asarray(offsets, dtype=np.float32)
-        ranked = [[item_ids[j] for j in np.argsort(-row, kind="stable")[:10]] for row in matrices[level]]
+        ranked = ranked_from_scores(matrices[level], item_ids, 10)
         teacher_hr[f"{level:g}"] = float(hits_at_k(ranked, targets, 10).mean())
     policies = {
         name: probe_policy(name, path, prepared, rows, matrices, counts, args) for name, path in args.policies.items()
