@@ -32,7 +32,7 @@ from ..adagrpo_config import AdaGRPOConfig
 from ..utils import atomic_write_json
 from .configs import TrainScriptArguments
 from .recipe import RecipeParser, make_command_parser
-from .utils import expand_bare_resume_flag, launch_with_accelerate, maybe_subsample, setup_logging
+from .utils import end_distributed, expand_bare_resume_flag, launch_with_accelerate, maybe_subsample, setup_logging
 
 
 logger = logging.getLogger("adagrpo_trl")
@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> str | None:
         return None
     setup_logging()
     script, args = make_parser().parse_args_and_config(expand_bare_resume_flag(argv))
-    return run_train(script, args)
+    output_dir = run_train(script, args)
+    end_distributed()
+    return output_dir
 
 
 if __name__ == "__main__":

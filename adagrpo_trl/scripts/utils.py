@@ -95,3 +95,15 @@ def launch_with_accelerate(module: str, argv: Sequence[str]) -> bool:
     parsed = accelerate_launch.launch_command_parser().parse_args([*launch_args, "--module", module, *rest])
     accelerate_launch.launch_command(parsed)
     return True
+
+
+def end_distributed() -> None:
+    """
+    Destroys the default process group at the end of a finished run in a launched worker (`WORLD_SIZE` > 1). A worker
+    that exits with the group alive can abort in the C++ teardown ("terminate called without an active exception")
+    after its work is saved, which fails the whole launch. In-process calls (no launched workers) are left alone.
+    """
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
