@@ -530,7 +530,7 @@ def link_nll_only(source_run: Path, run_dir: Path) -> bool:
     Returns whether it linked.
     """
     source, target = source_run / "methods" / "nll_only", run_dir / "methods" / "nll_only"
-    if not (source / "log_history.json").exists() or target.is_symlink() or target.exists():
+    if not trained(source_run, "nll_only") or target.is_symlink() or target.exists():
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     target.symlink_to(source.resolve(), target_is_directory=True)
@@ -572,7 +572,7 @@ def reusable_nll_only(seed_dir: Path, expected: dict[str, Any]) -> Path | None:
 
     for run_dir in sorted(path for path in seed_dir.iterdir() if path.is_dir() and path.name != "shared"):
         control = run_dir / "methods" / "nll_only"
-        if control.is_symlink() or not (control / "log_history.json").exists():
+        if control.is_symlink() or not trained(run_dir, "nll_only"):
             continue
         saved = torch.load(control / "training_args.bin", weights_only=False)
         differences = {

@@ -161,7 +161,6 @@ def teacher_matrix(ranker: Any, contexts: Sequence[Mapping[str, Any]], item_ids:
 
 
 def probe_policy(
-    name: str,
     path: str,
     prepared: Any,
     rows: Sequence[Mapping[str, Any]],
@@ -261,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ranked = ranked_from_scores(matrices[level], item_ids, 10)
         teacher_hr[f"{level:g}"] = float(hits_at_k(ranked, targets, 10).mean())
     policies = {
-        name: probe_policy(name, path, prepared, rows, matrices, counts, args) for name, path in args.policies.items()
+        name: probe_policy(path, prepared, rows, matrices, counts, args) for name, path in args.policies.items()
     }
     report = {
         "command": "python benchmarks/rerank_probe.py " + shlex.join(sys.argv[1:] if argv is None else argv),
