@@ -63,7 +63,12 @@ Variants: `--train_override KEY=VALUE` changes one key of the train section for 
 K distinct beams per prompt instead of K samples); `--reuse_from <run folder>` links each seed's shared stages from an
 earlier run and its NLL-only control when that control's saved settings equal this run's up to the keys that never
 reach its loss (`REUSABLE_NLL_ONLY_DIFFERENCES`: the rollout mode, the reward weights), so a variant of the RL
-methods costs no new SFT, ranker or control. `--report_only` trains nothing and reports what finished (a method not
+methods costs no new SFT, ranker or control (a seed that run lacks trains its own shared stages here); a finished
+control of the same seed under another reward of this run folder is linked the same way, so parallel or later
+invocations with other `--rewards` do not retrain it. `--environment_seed <s>` gives every seed seed `<s>`'s data
+(split, semantic IDs) and ranker: the item vocabulary and the teacher are then one fixed environment, as a
+production ranker is, and the seeds vary the policy alone (its SFT and RL); without it each seed prepares its data and
+trains its ranker. `--report_only` trains nothing and reports what finished (a method not
 trained under a reward is left out of that reward's report), e.g. after variants trained in parallel invocations.
 
 ```bash
@@ -91,6 +96,7 @@ from typing import Any
 
 import numpy as np
 from quality import (  # benchmarks/ is the script's folder, on sys.path
+    SHARED_STAGES,
     best_validation,
     hardware,
     label,
@@ -206,6 +212,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="An earlier run folder of this benchmark: each seed's shared stages (data, SFT, ranker) are linked from "
         "it, and so is its NLL-only control where this run's differs only in keys that never reach that loss "
         "(REUSABLE_NLL_ONLY_DIFFERENCES).",
+    )
+    parser.add_argument(
+        "--environment_seed",
+        type=int,
+        default=None,
+        help="Give every seed this seed's data (split, semantic IDs) and ranker, so the teacher is one fixed "
+        "environment and the seeds vary the policy (SFT and RL) alone; it must come first in --seeds or be in "
+        "--reuse_from (default: each seed prepares its data and trains its ranker).",
     )
     parser.add_argument(
         "--report_only",
@@ -551,14 +565,45 @@ REUSABLE_NLL_ONLY_DIFFERENCES = frozenset({"rollout", "reward_weights", "gate_re
 
 
 def link_reused_shared(source: Path, shared_dir: Path) -> bool:
-    """Links a seed's shared stages (`--reuse_from`) unless this run already has its own; returns whether it linked."""
+    """
+    Links a seed's shared stages (`--reuse_from`) unless this run already has its own or the earlier run lacks that
+    seed (it then trains them here); returns whether it linked.
+    """
     if shared_dir.exists() or shared_dir.is_symlink():
         return False
     if not source.is_dir():
-        raise FileNotFoundError(f"--reuse_from: {source} does not exist (no shared stages for this seed there).")
+        logger.info("--reuse_from: %s does not exist; this seed trains its own shared stages.", source)
+        return False
     shared_dir.parent.mkdir(parents=True, exist_ok=True)
     shared_dir.symlink_to(source.resolve(), target_is_directory=True)
     return True
+
+
+# The shared stages that `--environment_seed` gives every seed: the items, split and semantic IDs, and the teacher.
+ENVIRONMENT_STAGES = ("data", "ranker")
+
+
+def link_environment(source: Path, shared_dir: Path) -> list[str]:
+    """
+    Links the environment stages (`ENVIRONMENT_STAGES`) of another seed's shared folder `source` into `shared_dir`
+    where it has none of its own (`--environment_seed`); the seed then trains only its SFT model there. Refuses a
+    stage that is incomplete in `source`, naming it. Returns the stages it linked.
+    """
+    for stage in ENVIRONMENT_STAGES:  # all checked before anything is linked
+        if not (source / stage / SHARED_STAGES[stage]).exists():
+            raise FileNotFoundError(
+                f"--environment_seed: {source / stage} is not a complete {stage!r} stage ({SHARED_STAGES[stage]} is "
+                "missing); run that seed first (list it first in --seeds)."
+            )
+    linked = []
+    for stage in ENVIRONMENT_STAGES:
+        origin, target = source / stage, shared_dir / stage
+        if target.exists() or target.is_symlink():
+            continue
+        shared_dir.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(origin.resolve(), target_is_directory=True)
+        linked.append(stage)
+    return linked
 
 
 def reusable_nll_only(seed_dir: Path, expected: dict[str, Any]) -> Path | None:
@@ -570,6 +615,8 @@ def reusable_nll_only(seed_dir: Path, expected: dict[str, Any]) -> Path | None:
     """
     import torch
 
+    if not seed_dir.is_dir():
+        return None
     for run_dir in sorted(path for path in seed_dir.iterdir() if path.is_dir() and path.name != "shared"):
         control = run_dir / "methods" / "nll_only"
         if control.is_symlink() or not trained(run_dir, "nll_only"):
@@ -586,6 +633,28 @@ def reusable_nll_only(seed_dir: Path, expected: dict[str, Any]) -> Path | None:
             return run_dir
         logger.info("not reusing %s: it differs in %s (saved, wanted)", control, differences)
     return None
+
+
+def finished_nll_only_controls(
+    args: argparse.Namespace, recipe: dict[str, Any], methods: dict[str, dict[str, Any]], output_dir: Path
+) -> dict[int, Path]:
+    """
+    Per seed of `args.seeds`, the reward run holding a finished NLL-only control this run can reuse
+    ([`reusable_nll_only`]): first in `--reuse_from`, then in this run folder (a control trained by an earlier or
+    parallel invocation under another reward). Seeds with none are left out: they train their own.
+    """
+    found: dict[int, Path] = {}
+    if "nll_only" not in methods:
+        return found
+    for seed in args.seeds:
+        expected = method_train_config(recipe, methods["nll_only"], seed)
+        folders = [Path(args.reuse_from) / f"seed{seed}"] if args.reuse_from else []
+        for folder in [*folders, output_dir / f"seed{seed}"]:
+            source = reusable_nll_only(folder, expected)
+            if source is not None:
+                found[seed] = source
+                break
+    return found
 
 
 def _same(saved: Any, wanted: Any) -> bool:
@@ -975,6 +1044,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     for seed in args.seeds:
         if args.reuse_from:
             link_reused_shared(Path(args.reuse_from) / f"seed{seed}" / "shared", output_dir / f"seed{seed}" / "shared")
+        if args.environment_seed is not None and seed != args.environment_seed:
+            environment = output_dir / f"seed{args.environment_seed}" / "shared"
+            if args.reuse_from:
+                link_reused_shared(Path(args.reuse_from) / f"seed{args.environment_seed}" / "shared", environment)
+            link_environment(environment, output_dir / f"seed{seed}" / "shared")
         if not args.report_only:
             run_shared(recipe, output_dir / f"seed{seed}" / "shared", seed)
         elif not (output_dir / f"seed{seed}" / "shared" / "report" / "metrics_sft.json").exists():
@@ -999,17 +1073,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "seeds": list(args.seeds),
         "train_overrides": args.train_overrides,
         "reused_from": args.reuse_from,
+        "environment_seed": args.environment_seed,
         "sizing": sizing,
         "selection": selection,
     }
     reports = {}
-    nll_only_runs: dict[int, Path] = {}  # seed -> the first reward's run, whose nll_only control the others reuse
-    if args.reuse_from and "nll_only" in methods:
-        for seed in args.seeds:
-            expected = method_train_config(recipe, methods["nll_only"], seed)
-            source = reusable_nll_only(Path(args.reuse_from) / f"seed{seed}", expected)
-            if source is not None:
-                nll_only_runs[seed] = source
+    # seed -> a run whose finished nll_only control the other rewards reuse
+    nll_only_runs = finished_nll_only_controls(args, recipe, methods, output_dir)
     for reward_name, reward in rewards.items():
         reward_start = time.perf_counter()
         this_recipe = reward_recipe(recipe, reward)

@@ -227,8 +227,10 @@ def test_reuse_from_links_shared_stages_and_only_an_equal_compute_control(tmp_pa
     assert quality_v2.link_reused_shared(old / "seed0" / "shared", new / "seed0" / "shared")
     assert (new / "seed0" / "shared" / "sft").is_dir()
     assert not quality_v2.link_reused_shared(old / "seed0" / "shared", new / "seed0" / "shared")  # has its own
-    with pytest.raises(FileNotFoundError, match="seed1"):
-        quality_v2.link_reused_shared(old / "seed1" / "shared", new / "seed1" / "shared")
+    # a seed the earlier run lacks trains its own shared stages here: nothing is linked, nothing created
+    assert not quality_v2.link_reused_shared(old / "seed1" / "shared", new / "seed1" / "shared")
+    assert not (new / "seed1").exists()
+    assert quality_v2.reusable_nll_only(old / "seed1", {"seed": 1}) is None
 
     _saved_control(old / "seed0" / "ranker", learning_rate=3e-5, gate_mode="never", rollout="sample", seed=0)
     # a control linked from another reward is never a source
@@ -240,6 +242,84 @@ def test_reuse_from_links_shared_stages_and_only_an_equal_compute_control(tmp_pa
     assert quality_v2.reusable_nll_only(old / "seed0", {**wanted, "rollout": "beam"}) == old / "seed0" / "ranker"
     assert quality_v2.reusable_nll_only(old / "seed0", {**wanted, "learning_rate": 1e-4}) is None
     assert quality_v2.reusable_nll_only(old / "seed0", {**wanted, "seed": 1}) is None
+
+
+def test_a_finished_control_of_this_run_folder_is_reused_under_the_other_rewards(tmp_path):
+    args = quality_v2.parse_args(["--quick", "--seeds", "0", "1", "--reuse_from", str(tmp_path / "old")])
+    recipe, _ = quality_v2.base_recipe(args)
+    methods = quality_v2.method_grid(0.25, 0.5, [1.0])
+    config = quality_v2.method_train_config(recipe, methods["nll_only"], 1)
+    from dataclasses import fields
+
+    from adagrpo_trl import AdaGRPOConfig
+
+    fixed = {"output_dir", "report_to", "use_cpu", "seed"}  # _saved_control sets these
+    settings = {f.name: config[f.name] for f in fields(AdaGRPOConfig) if f.name in config and f.name not in fixed}
+    runs = tmp_path / "runs"
+    assert quality_v2.finished_nll_only_controls(args, recipe, methods, runs) == {}
+    _saved_control(runs / "seed1" / "ranker_bias2", **settings, seed=1)  # trained by an invocation under λ = 2
+    _saved_control(runs / "seed0" / "ranker_bias2", **{**settings, "learning_rate": 1e-3}, seed=0)  # other lr
+    assert quality_v2.finished_nll_only_controls(args, recipe, methods, runs) == {1: runs / "seed1" / "ranker_bias2"}
+    _saved_control(tmp_path / "old" / "seed1" / "ranker", **settings, seed=1)  # --reuse_from comes first
+    assert quality_v2.finished_nll_only_controls(args, recipe, methods, runs) == {
+        1: tmp_path / "old" / "seed1" / "ranker"
+    }
+    without = {name: overrides for name, overrides in methods.items() if name != "nll_only"}
+    assert quality_v2.finished_nll_only_controls(args, recipe, without, runs) == {}
+
+
+def _complete_stage(shared: Path, stage: str) -> Path:
+    folder = shared / stage
+    folder.mkdir(parents=True)
+    (folder / quality_v2.SHARED_STAGES[stage]).write_text("{}")
+    return folder
+
+
+def test_environment_seed_links_data_and_ranker_but_never_the_sft_model(tmp_path):
+    source, target = tmp_path / "seed0" / "shared", tmp_path / "seed1" / "shared"
+    _complete_stage(source, "data")
+    with pytest.raises(FileNotFoundError, match="'ranker'.*quality_report.json"):
+        quality_v2.link_environment(source, target)  # the teacher is not trained yet: refused, naming the stage
+    assert not target.exists()  # nothing linked: every stage is checked first
+    _complete_stage(source, "ranker"), _complete_stage(source, "sft")
+    assert quality_v2.link_environment(source, target) == ["data", "ranker"]
+    for stage in ("data", "ranker"):
+        assert (target / stage).is_symlink() and (target / stage).resolve() == (source / stage).resolve()
+    assert not (target / "sft").exists()  # each seed trains its own policy
+    assert quality_v2.link_environment(source, target) == []  # a resumed run: already linked
+    own = tmp_path / "seed2" / "shared"
+    _complete_stage(own, "ranker")
+    assert quality_v2.link_environment(source, own) == ["data"]  # a seed's own ranker is kept
+    assert not (own / "ranker").is_symlink()
+
+
+def test_run_benchmark_gives_later_seeds_the_environment_seeds_data_and_ranker(tmp_path, monkeypatch):
+    trained_shared = []
+
+    def fake_shared(recipe, shared_dir, seed):  # the pipeline: trains the stages that are not complete
+        trained_shared.append((seed, sorted(s for s in quality_v2.SHARED_STAGES if not (shared_dir / s).exists())))
+        for stage in quality_v2.SHARED_STAGES:
+            if not (shared_dir / stage).exists():
+                _complete_stage(shared_dir, stage)
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(quality_v2, "run_shared", fake_shared)
+    monkeypatch.setattr(quality_v2, "select_hyperparameters", stop)
+    runs = tmp_path / "runs"
+    argv = ["--quick", "--output_dir", str(runs), "--results_dir", str(tmp_path / "res"), "--seeds", "0", "1"]
+    with pytest.raises(Stop):
+        quality_v2.main([*argv, "--environment_seed", "0"])
+    assert trained_shared == [(0, ["data", "ranker", "sft"]), (1, ["sft"])]
+    assert (runs / "seed1" / "shared" / "ranker").resolve() == (runs / "seed0" / "shared" / "ranker").resolve()
+    # an environment seed that has not run yet is refused before anything trains for the other seed
+    with pytest.raises(FileNotFoundError, match="--environment_seed"):
+        quality_v2.main([*argv[:-3], "--seeds", "3", "--environment_seed", "4"])
+    assert not (runs / "seed3" / "shared" / "sft").exists()
 
 
 def test_wall_clock_counts_parallel_invocations_once_and_keeps_every_entry(tmp_path):
