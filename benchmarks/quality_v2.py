@@ -985,13 +985,34 @@ def write_summary(summary: dict[str, Any], folder: Path, dataset: str) -> None:
 class WallClock:
     """
     This invocation's wall time, and the clock time over every invocation of a run folder (`invocations.json`):
-    invocations that ran in parallel count once (the union of their intervals).
+    invocations that ran in parallel count once (the union of their intervals). With `heartbeat` seconds, a daemon
+    thread also saves every `heartbeat` seconds, so an invocation that is killed (a session's end) keeps all but the
+    last beat of its time.
     """
 
-    def __init__(self, output_dir: Path, command: str):
+    def __init__(self, output_dir: Path, command: str, heartbeat: float | None = None):
+        import threading
+
         self.path = output_dir / "invocations.json"
         self.start = time.perf_counter()
         self.entry = {"command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": 0.0}
+        self.lock, self.stopped = threading.Lock(), threading.Event()
+        if heartbeat is not None:
+            if heartbeat <= 0:
+                raise ValueError(f"heartbeat must be > 0 seconds, got {heartbeat}.")
+            threading.Thread(target=self._beat, args=(heartbeat,), daemon=True, name="wall-clock").start()
+
+    def stop(self) -> float:
+        """Stops the heartbeat and saves a last time; returns what `save` returns."""
+        self.stopped.set()
+        return self.save()
+
+    def _beat(self, interval: float) -> None:
+        while not self.stopped.wait(interval):
+            try:
+                self.save()
+            except OSError as error:  # a full disk must not kill the run it times
+                logger.warning("could not save %s: %s", self.path, error)
 
     def seconds(self) -> float:
         return round(time.perf_counter() - self.start, 1)
@@ -1000,13 +1021,14 @@ class WallClock:
         """Records this invocation's time so far beside the others' (read again: they may run in parallel)."""
         from adagrpo_trl.utils import atomic_write_json
 
-        self.entry["seconds"] = self.seconds()
-        key = (self.entry["started"], self.entry["command"])
-        others = json.loads(self.path.read_text()) if self.path.exists() else []
-        invocations = [entry for entry in others if (entry["started"], entry["command"]) != key] + [self.entry]
-        invocations.sort(key=lambda entry: entry["started"])
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.path, invocations)
+        with self.lock:
+            self.entry["seconds"] = self.seconds()
+            key = (self.entry["started"], self.entry["command"])
+            others = json.loads(self.path.read_text()) if self.path.exists() else []
+            invocations = [entry for entry in others if (entry["started"], entry["command"]) != key] + [self.entry]
+            invocations.sort(key=lambda entry: entry["started"])
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.path, invocations)
         return busy_seconds(invocations)
 
 
@@ -1032,7 +1054,16 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     output_dir = Path(args.output_dir or f"runs/quality_v2/{args.dataset}" + (f"-{args.tag}" if args.tag else ""))
     results_dir = Path(args.results_dir) / args.dataset / (args.tag or "")
     command = "python benchmarks/quality_v2.py " + shlex.join(args.argv)
-    clock = WallClock(output_dir, command)
+    clock = WallClock(output_dir, command, heartbeat=None if args.report_only else 60.0)
+    try:
+        return _run_benchmark(args, output_dir, results_dir, command, clock)
+    finally:
+        clock.stopped.set()  # also when a stage fails: no heartbeat outlives its invocation
+
+
+def _run_benchmark(
+    args: argparse.Namespace, output_dir: Path, results_dir: Path, command: str, clock: WallClock
+) -> dict[str, Any]:
     recipe, sizing = base_recipe(args)
     rewards = reward_grid(args.bias_levels, args.rewards)
     selection_rewards = reward_grid(args.bias_levels)
@@ -1145,7 +1176,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "best_mixture": {name: report["best_mixture"] for name, report in reports.items()},
         "lambda_rows": lambda_rows(reports),
         "wall_seconds": clock.seconds(),
-        "wall_seconds_all_invocations": clock.save(),
+        "wall_seconds_all_invocations": clock.stop(),
     }
     write_summary(summary, results_dir, args.dataset)
     return summary

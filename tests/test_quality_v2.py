@@ -339,6 +339,28 @@ def test_wall_clock_counts_parallel_invocations_once_and_keeps_every_entry(tmp_p
     assert [entry["command"] for entry in saved] == ["first", "second"]
 
 
+def test_wall_clock_heartbeat_saves_without_being_asked(tmp_path):
+    """A killed invocation keeps its time: the heartbeat writes the entry although `save` is never called."""
+    import time
+
+    def saved() -> list:
+        path = tmp_path / "invocations.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    clock = quality_v2.WallClock(tmp_path, "killed later", heartbeat=0.01)
+    deadline = time.monotonic() + 60
+    while not any(entry["seconds"] > 0 for entry in saved()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [entry["command"] for entry in saved()] == ["killed later"] and saved()[0]["seconds"] > 0
+    assert saved()[0]["started"] == clock.entry["started"]
+    clock.stop()
+    final = saved()[0]["seconds"]
+    time.sleep(0.1)
+    assert saved()[0]["seconds"] == final  # stopped: no more beats
+    with pytest.raises(ValueError, match="heartbeat"):
+        quality_v2.WallClock(tmp_path, "bad", heartbeat=0)
+
+
 def test_report_only_refuses_a_run_folder_without_its_shared_stages(tmp_path):
     argv = ["--quick", "--report_only", "--output_dir", str(tmp_path / "runs"), "--results_dir", str(tmp_path / "res")]
     with pytest.raises(FileNotFoundError, match="shared stages of seed 0"):
