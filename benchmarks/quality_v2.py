@@ -608,10 +608,11 @@ def link_environment(source: Path, shared_dir: Path) -> list[str]:
 
 def reusable_nll_only(seed_dir: Path, expected: dict[str, Any]) -> Path | None:
     """
-    The reward run in `seed_dir` (a seed folder of `--reuse_from`) whose trained NLL-only control can stand for this
-    run's: trained there (not linked), finished, and with the same value of every key of `expected` (this run's
-    `method_train_config` of `nll_only`) that its saved `AdaGRPOConfig` has, except `REUSABLE_NLL_ONLY_DIFFERENCES`.
-    `None` (with the differences logged) when there is none.
+    The reward run in `seed_dir` (a seed folder of `--reuse_from` or of this run) whose trained NLL-only control can
+    stand for this run's: trained there (not linked), finished, and with the same value of every key of `expected`
+    (this run's `method_train_config` of `nll_only`) that its saved `AdaGRPOConfig` has, except
+    `REUSABLE_NLL_ONLY_DIFFERENCES`.
+    `None` (with the differences logged) when there is none, or when `seed_dir` does not exist.
     """
     import torch
 
