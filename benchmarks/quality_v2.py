@@ -77,6 +77,7 @@ python benchmarks/quality_v2.py --dataset ml-1m --seeds 0 --rewards ranker --lr_
 python benchmarks/quality_v2.py --quick                                 # the tiny simulator, a few minutes
 python benchmarks/quality_v2.py --dataset ml-1m --seeds 0 --rewards ranker --lr_grid 3e-5 --beta_grid 0 \
     --tag pilot_beam --reuse_from runs/quality_v2/ml-1m-pilot --train_override rollout=beam
+python benchmarks/quality_v2.py --dataset ml-1m --seeds 0 1 2 --environment_seed 0 ...  # one teacher, three policies
 ```
 """
 
