@@ -220,7 +220,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="Give every seed this seed's data (split, semantic IDs) and ranker, so the teacher is one fixed "
         "environment and the seeds vary the policy (SFT and RL) alone; it must come first in --seeds or be in "
-        "--reuse_from (default: each seed prepares its data and trains its ranker).",
+        "--reuse_from, and a seed with data or a ranker of its own is refused (default: each seed prepares its data "
+        "and trains its ranker).",
     )
     parser.add_argument(
         "--report_only",
@@ -587,20 +588,27 @@ ENVIRONMENT_STAGES = ("data", "ranker")
 def link_environment(source: Path, shared_dir: Path) -> list[str]:
     """
     Links the environment stages (`ENVIRONMENT_STAGES`) of another seed's shared folder `source` into `shared_dir`
-    where it has none of its own (`--environment_seed`); the seed then trains only its SFT model there. Refuses a
-    stage that is incomplete in `source`, naming it. Returns the stages it linked.
+    (`--environment_seed`); the seed then trains only its SFT model there. Refuses, before linking anything, a stage
+    that is incomplete in `source` and a seed that already has a stage of its own (its own teacher would silently
+    replace the shared one), naming them. Returns the stages it linked (none when a resumed run has them all).
     """
-    for stage in ENVIRONMENT_STAGES:  # all checked before anything is linked
-        if not (source / stage / SHARED_STAGES[stage]).exists():
+    for stage in ENVIRONMENT_STAGES:
+        origin, target = source / stage, shared_dir / stage
+        if not (origin / SHARED_STAGES[stage]).exists():
             raise FileNotFoundError(
-                f"--environment_seed: {source / stage} is not a complete {stage!r} stage ({SHARED_STAGES[stage]} is "
+                f"--environment_seed: {origin} is not a complete {stage!r} stage ({SHARED_STAGES[stage]} is "
                 "missing); run that seed first (list it first in --seeds)."
+            )
+        if (target.exists() or target.is_symlink()) and target.resolve() != origin.resolve():
+            raise FileExistsError(
+                f"--environment_seed: {target} is this seed's own {stage!r} stage, not {origin}; remove it (or the "
+                "seed's shared folder) to share the environment seed's, or drop --environment_seed."
             )
     linked = []
     for stage in ENVIRONMENT_STAGES:
         origin, target = source / stage, shared_dir / stage
         if target.exists() or target.is_symlink():
-            continue
+            continue  # a resumed run: already linked to the same stage
         shared_dir.mkdir(parents=True, exist_ok=True)
         target.symlink_to(origin.resolve(), target_is_directory=True)
         linked.append(stage)

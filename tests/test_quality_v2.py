@@ -289,8 +289,9 @@ def test_environment_seed_links_data_and_ranker_but_never_the_sft_model(tmp_path
     assert quality_v2.link_environment(source, target) == []  # a resumed run: already linked
     own = tmp_path / "seed2" / "shared"
     _complete_stage(own, "ranker")
-    assert quality_v2.link_environment(source, own) == ["data"]  # a seed's own ranker is kept
-    assert not (own / "ranker").is_symlink()
+    with pytest.raises(FileExistsError, match="seed2/shared/ranker"):  # its own teacher would replace the shared one
+        quality_v2.link_environment(source, own)
+    assert not (own / "data").exists() and not (own / "ranker").is_symlink()  # nothing linked
 
 
 def test_run_benchmark_gives_later_seeds_the_environment_seeds_data_and_ranker(tmp_path, monkeypatch):
