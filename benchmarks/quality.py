@@ -290,24 +290,31 @@ def select_tau_rho(args: argparse.Namespace, recipe: dict[str, Any], run_dir: Pa
 SHARED_STAGES = {"data": "catalog.json", "sft": "sft_complete.json", "ranker": "quality_report.json"}
 
 
-def link_shared_stages(source_run: Path, run_dir: Path) -> None:
+def link_shared_stages(
+    source_run: Path, run_dir: Path, stages: Sequence[str] = tuple(SHARED_STAGES), flag: str = "--reuse_from"
+) -> list[str]:
     """
-    Links a seed's complete shared stages (data, SFT model, ranker) from another run folder of this benchmark into
-    `run_dir`, where they are missing. A stage that is incomplete in the source is refused rather than linked: the
-    pipeline would otherwise retrain it *inside* the source run.
+    Links a seed's complete shared `stages` (default: data, SFT model, ranker) from another run folder of this
+    benchmark into `run_dir`, where they are missing; returns the stages it linked. A stage that is incomplete in the
+    source is refused, before anything is linked, rather than linked: the pipeline would otherwise retrain it *inside*
+    the source run. `flag` names the option in the error.
     """
-    for stage, marker in SHARED_STAGES.items():
-        source = source_run / stage
-        if not (source / marker).exists():
+    for stage in stages:
+        marker = SHARED_STAGES[stage]
+        if not (source_run / stage / marker).exists():
             raise FileNotFoundError(
-                f"--reuse_from: {source} is not a complete {stage!r} stage ({marker} is missing); finish that run first "
-                "or drop --reuse_from."
+                f"{flag}: {source_run / stage} is not a complete {stage!r} stage ({marker} is missing); finish that "
+                f"run first or drop {flag}."
             )
+    linked = []
+    for stage in stages:
         target = run_dir / stage
         if target.is_symlink() or target.exists():
             continue  # already linked (a resumed run) or trained here
         run_dir.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(source.resolve(), target_is_directory=True)
+        target.symlink_to((source_run / stage).resolve(), target_is_directory=True)
+        linked.append(stage)
+    return linked
 
 
 def link_reused_method(

@@ -97,7 +97,6 @@ from typing import Any
 
 import numpy as np
 from quality import (  # benchmarks/ is the script's folder, on sys.path
-    SHARED_STAGES,
     best_validation,
     hardware,
     label,
@@ -594,25 +593,12 @@ def link_environment(source: Path, shared_dir: Path) -> list[str]:
     """
     for stage in ENVIRONMENT_STAGES:
         origin, target = source / stage, shared_dir / stage
-        if not (origin / SHARED_STAGES[stage]).exists():
-            raise FileNotFoundError(
-                f"--environment_seed: {origin} is not a complete {stage!r} stage ({SHARED_STAGES[stage]} is "
-                "missing); run that seed first (list it first in --seeds)."
-            )
         if (target.exists() or target.is_symlink()) and target.resolve() != origin.resolve():
             raise FileExistsError(
                 f"--environment_seed: {target} is this seed's own {stage!r} stage, not {origin}; remove it (or the "
                 "seed's shared folder) to share the environment seed's, or drop --environment_seed."
             )
-    linked = []
-    for stage in ENVIRONMENT_STAGES:
-        origin, target = source / stage, shared_dir / stage
-        if target.exists() or target.is_symlink():
-            continue  # a resumed run: already linked to the same stage
-        shared_dir.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(origin.resolve(), target_is_directory=True)
-        linked.append(stage)
-    return linked
+    return link_shared_stages(source, shared_dir, ENVIRONMENT_STAGES, "--environment_seed")
 
 
 def reusable_nll_only(seed_dir: Path, expected: dict[str, Any]) -> Path | None:

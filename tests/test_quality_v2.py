@@ -23,6 +23,7 @@ from .benchmark_scripts import load_benchmark
 
 
 quality_v2 = load_benchmark("quality_v2")
+SHARED_STAGES = load_benchmark("quality").SHARED_STAGES  # the stage -> completion marker table both share
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -271,7 +272,7 @@ def test_a_finished_control_of_this_run_folder_is_reused_under_the_other_rewards
 def _complete_stage(shared: Path, stage: str) -> Path:
     folder = shared / stage
     folder.mkdir(parents=True)
-    (folder / quality_v2.SHARED_STAGES[stage]).write_text("{}")
+    (folder / SHARED_STAGES[stage]).write_text("{}")
     return folder
 
 
@@ -298,8 +299,8 @@ def test_run_benchmark_gives_later_seeds_the_environment_seeds_data_and_ranker(t
     trained_shared = []
 
     def fake_shared(recipe, shared_dir, seed):  # the pipeline: trains the stages that are not complete
-        trained_shared.append((seed, sorted(s for s in quality_v2.SHARED_STAGES if not (shared_dir / s).exists())))
-        for stage in quality_v2.SHARED_STAGES:
+        trained_shared.append((seed, sorted(s for s in SHARED_STAGES if not (shared_dir / s).exists())))
+        for stage in SHARED_STAGES:
             if not (shared_dir / stage).exists():
                 _complete_stage(shared_dir, stage)
 
