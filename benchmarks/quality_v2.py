@@ -476,9 +476,21 @@ def select_hyperparameters(
     train = recipe["train"]
 
     def trainer(name: str, overrides: dict[str, Any]) -> Path:
-        if getattr(args, "report_only", False) and not (selection_dir / name / "log_history.json").exists():
-            raise FileNotFoundError(f"--report_only: the selection run {selection_dir / name} is not trained.")
-        return train_candidate(shared_dir, recipe, seed, selection_dir / name, overrides)
+        candidate = selection_dir / name
+        if not (candidate / "log_history.json").exists() and saved_config(candidate) is None:
+            # a finished final run of the selection reward with this very config stands for the candidate
+            twin = finished_twin(
+                shared_dir.parent / args.selection_reward / "methods",
+                method_train_config(recipe, overrides, seed),
+                ignored_differences(overrides),
+            )
+            if twin is not None:
+                candidate.parent.mkdir(parents=True, exist_ok=True)
+                candidate.symlink_to(twin.resolve(), target_is_directory=True)
+                logger.info("selection run %s: the finished run %s trained with its settings", name, twin)
+        if getattr(args, "report_only", False) and not (candidate / "log_history.json").exists():
+            raise FileNotFoundError(f"--report_only: the selection run {candidate} is not trained.")
+        return train_candidate(shared_dir, recipe, seed, candidate, overrides)
 
     default_tau, default_rho = train.get("gate_tau", args.tau_grid[0]), train.get("gate_rho", args.rho_grid[0])
     panel_grid = method_grid(default_tau, default_rho, [1.0, *args.mixture_weights])
@@ -601,6 +613,69 @@ def link_environment(source: Path, shared_dir: Path) -> list[str]:
     return link_shared_stages(source, shared_dir, ENVIRONMENT_STAGES, "--environment_seed")
 
 
+def saved_config(method_dir: Path) -> Any | None:
+    """
+    The `AdaGRPOConfig` a method run trained with (its `training_args.bin`, or its latest checkpoint's while it is
+    unfinished); `None` when nothing was saved yet.
+    """
+    import torch
+
+    from adagrpo_trl.checkpoints import last_complete_checkpoint
+
+    source = method_dir / "training_args.bin"
+    if not source.exists():
+        checkpoint = last_complete_checkpoint(method_dir) if method_dir.is_dir() else None
+        if checkpoint is None or not (Path(checkpoint) / "training_args.bin").exists():
+            return None
+        source = Path(checkpoint) / "training_args.bin"
+    return torch.load(source, weights_only=False)
+
+
+def config_differences(method_dir: Path, expected: dict[str, Any], ignored: frozenset = frozenset()) -> dict:
+    """
+    `{key: (saved, expected)}` for every key of `expected` (a `method_train_config`) that the run's saved
+    `AdaGRPOConfig` has with another value, except `ignored` (script keys such as the reward are not saved and not
+    compared: a run's reward is its folder's). Empty when they agree or nothing was saved.
+    """
+    saved = saved_config(method_dir)
+    if saved is None:
+        return {}
+    return {
+        key: (getattr(saved, key), value)
+        for key, value in expected.items()
+        if key not in ignored and hasattr(saved, key) and not _same(getattr(saved, key), value)
+    }
+
+
+def ignored_differences(overrides: dict[str, Any]) -> frozenset:
+    """The keys a run may differ in and still be this method's run: `REUSABLE_NLL_ONLY_DIFFERENCES` for the control."""
+    return REUSABLE_NLL_ONLY_DIFFERENCES if overrides.get("gate_mode") == "never" else frozenset()
+
+
+def check_trained_configs(
+    run_dir: Path, recipe: dict[str, Any], methods: dict[str, dict[str, Any]], seed: int
+) -> None:
+    """
+    Refuses a run folder whose finished or resumable method runs trained with another configuration than this
+    invocation asks for (say an earlier `--lr_grid`): the pipeline skips a finished run and resumes an unfinished one
+    without comparing, so they would be reported (or continued) under the wrong settings.
+
+    Raises:
+        `ValueError`: naming each method folder and the keys that differ (saved, wanted).
+    """
+    wrong = {}
+    for name, overrides in methods.items():
+        expected = method_train_config(recipe, overrides, seed)
+        differences = config_differences(run_dir / "methods" / name, expected, ignored_differences(overrides))
+        if differences:
+            wrong[str(run_dir / "methods" / name)] = differences
+    if wrong:
+        raise ValueError(
+            f"Method runs trained with other settings than this invocation's (saved, wanted): {wrong}. Use another "
+            "--output_dir, or the settings they ran with."
+        )
+
+
 def reusable_nll_only(seed_dir: Path, expected: dict[str, Any]) -> Path | None:
     """
     The reward run in `seed_dir` (a seed folder of `--reuse_from` or of this run) whose trained NLL-only control can
@@ -609,25 +684,30 @@ def reusable_nll_only(seed_dir: Path, expected: dict[str, Any]) -> Path | None:
     `REUSABLE_NLL_ONLY_DIFFERENCES`.
     `None` (with the differences logged) when there is none, or when `seed_dir` does not exist.
     """
-    import torch
-
     if not seed_dir.is_dir():
         return None
     for run_dir in sorted(path for path in seed_dir.iterdir() if path.is_dir() and path.name != "shared"):
         control = run_dir / "methods" / "nll_only"
         if control.is_symlink() or not trained(run_dir, "nll_only"):
             continue
-        saved = torch.load(control / "training_args.bin", weights_only=False)
-        differences = {
-            key: (getattr(saved, key), value)
-            for key, value in expected.items()
-            if key not in REUSABLE_NLL_ONLY_DIFFERENCES
-            and hasattr(saved, key)
-            and not _same(getattr(saved, key), value)
-        }
+        differences = config_differences(control, expected, REUSABLE_NLL_ONLY_DIFFERENCES)
         if not differences:
             return run_dir
         logger.info("not reusing %s: it differs in %s (saved, wanted)", control, differences)
+    return None
+
+
+def finished_twin(methods_dir: Path, expected: dict[str, Any], ignored: frozenset = frozenset()) -> Path | None:
+    """
+    A finished method run in `methods_dir` (one reward's `methods/`) that trained with exactly `expected` (up to
+    `ignored`): a selection candidate equal to a final run, or the reverse, need not train twice. `None` if none.
+    """
+    if not methods_dir.is_dir():
+        return None
+    for method_dir in sorted(methods_dir.iterdir()):
+        if (method_dir / "log_history.json").exists() and saved_config(method_dir) is not None:
+            if not config_differences(method_dir, expected, ignored):
+                return method_dir
     return None
 
 
@@ -1123,6 +1203,7 @@ def _run_benchmark(
                 link_nll_only(nll_only_runs[seed], run_dir)
             if args.report_only:
                 seed_methods = {name: o for name, o in seed_methods.items() if trained(run_dir, name)}
+            check_trained_configs(run_dir, this_recipe, seed_methods, seed)
             run_reward(this_recipe, output_dir / f"seed{seed}" / "shared", run_dir, seed, seed_methods)
             if "nll_only" in seed_methods:
                 nll_only_runs.setdefault(seed, run_dir)

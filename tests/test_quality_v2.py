@@ -269,6 +269,95 @@ def test_a_finished_control_of_this_run_folder_is_reused_under_the_other_rewards
     assert quality_v2.finished_nll_only_controls(args, recipe, without, runs) == {}
 
 
+def _saved_method(methods_dir: Path, name: str, config: dict, finished: bool = True) -> Path:
+    """A method run with its saved `AdaGRPOConfig`: finished (at its root) or only a complete checkpoint."""
+    import torch
+
+    from adagrpo_trl import AdaGRPOConfig
+
+    folder = methods_dir / name
+    target = folder if finished else folder / "checkpoint-80"
+    target.mkdir(parents=True)
+    if finished:
+        (folder / "log_history.json").write_text("[]")
+    else:
+        (target / "trainer_state.json").write_text("{}")
+    torch.save(
+        AdaGRPOConfig(output_dir=str(folder), report_to="none", use_cpu=True, **config), target / "training_args.bin"
+    )
+    return folder
+
+
+def _config_of(recipe: dict, overrides: dict, seed: int) -> dict:
+    """The `AdaGRPOConfig` keys of a method's train config (what a run saves), minus those `_saved_method` sets."""
+    from dataclasses import fields
+
+    from adagrpo_trl import AdaGRPOConfig
+
+    config = quality_v2.method_train_config(recipe, overrides, seed)
+    fixed = {"output_dir", "report_to", "use_cpu"}
+    return {f.name: config[f.name] for f in fields(AdaGRPOConfig) if f.name in config and f.name not in fixed}
+
+
+def test_runs_trained_with_other_settings_are_refused_naming_folder_and_key(tmp_path):
+    args = quality_v2.parse_args(["--quick", "--train_override", "rollout=beam"])
+    recipe, _ = quality_v2.base_recipe(args)
+    methods = quality_v2.method_grid(0.25, 0.5, [1.0], ["nll_only", "adagrpo", "mixture_1"])
+    run_dir = tmp_path / "seed0" / "ranker"
+    # the control trained with sampled rollouts is still this control; AdaGRPO's run as asked
+    _saved_method(run_dir / "methods", "nll_only", {**_config_of(recipe, methods["nll_only"], 0), "rollout": "sample"})
+    _saved_method(run_dir / "methods", "adagrpo", _config_of(recipe, methods["adagrpo"], 0))
+    quality_v2.check_trained_configs(run_dir, recipe, methods, 0)
+    # an unfinished mixture at another learning rate would resume under the new one: refused before anything trains
+    wrong = {**_config_of(recipe, methods["mixture_1"], 0), "learning_rate": 1e-3}
+    _saved_method(run_dir / "methods", "mixture_1", wrong, finished=False)
+    with pytest.raises(ValueError, match=r"mixture_1.*learning_rate"):
+        quality_v2.check_trained_configs(run_dir, recipe, methods, 0)
+    # and the same run is refused for another seed, but not when it is not asked for
+    quality_v2.check_trained_configs(run_dir, recipe, {"adagrpo": methods["adagrpo"]}, 0)
+    with pytest.raises(ValueError, match=r"adagrpo.*seed"):
+        quality_v2.check_trained_configs(run_dir, recipe, {"adagrpo": methods["adagrpo"]}, 1)
+
+
+def test_a_selection_candidate_equal_to_a_finished_run_is_linked_not_trained(tmp_path, monkeypatch):
+    args = quality_v2.parse_args(
+        ["--quick", "--lr_grid", "1e-5", "1e-4", "--beta_grid", "0", "--tau_grid", "0.25", "--rho_grid", "0.5"]
+        + ["--lr_panel", "nll_only", "adagrpo"]
+    )
+    recipe, _ = quality_v2.base_recipe(args)
+    train = recipe["train"]  # the lr stage trains AdaGRPO with the recipe's τ and ρ
+    grid = quality_v2.method_grid(train.get("gate_tau", 0.25), train.get("gate_rho", 0.5), [1.0])
+    seed_dir = tmp_path / "seed0"
+    at = {"learning_rate": 1e-5, "beta": 0.0}
+    final = _saved_method(seed_dir / "ranker" / "methods", "adagrpo", _config_of(recipe, {**grid["adagrpo"], **at}, 0))
+    _fake_run(final, [0.5], test=0.0)
+    # same settings under another reward, or another lr: not a twin
+    _saved_method(seed_dir / "ranker_bias2" / "methods", "nll_only", _config_of(recipe, {**grid["nll_only"], **at}, 0))
+    _saved_method(
+        seed_dir / "ranker" / "methods",
+        "nll_only",
+        _config_of(recipe, {**grid["nll_only"], "learning_rate": 3e-5, "beta": 0.0}, 0),
+    )
+    trained_here = []
+
+    def fake_train(shared_dir, recipe, seed, method_dir, overrides):
+        if not (method_dir / "log_history.json").exists():
+            trained_here.append(method_dir.name)
+            _fake_run(method_dir, [0.1], test=1.0)
+        return method_dir
+
+    monkeypatch.setattr(quality_v2, "train_candidate", fake_train)
+    selection = quality_v2.select_hyperparameters(args, recipe, seed_dir / "shared", 0)
+    linked = seed_dir / "selection" / "adagrpo_learning_rate1e-05_beta0"
+    assert linked.is_symlink() and linked.resolve() == final.resolve()
+    assert sorted(trained_here) == [
+        "adagrpo_learning_rate0.0001_beta0",
+        "nll_only_learning_rate0.0001_beta0",
+        "nll_only_learning_rate1e-05_beta0",
+    ]
+    assert selection["chosen"]["learning_rate"] == 1e-5  # the linked run's validation score (0.5) counted
+
+
 def _complete_stage(shared: Path, stage: str) -> Path:
     folder = shared / stage
     folder.mkdir(parents=True)
