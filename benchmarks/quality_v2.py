@@ -41,7 +41,11 @@ Selection, on the first seed's **validation** split only (best validation HR@10 
 (1) the learning rate and β shared by every method (`--lr_grid` × `--beta_grid`), scored by the mean over the
 `--lr_panel` methods, so the control and the RL methods get the same optimiser; (2) τ and ρ of AdaGRPO (`--tau_grid` ×
 `--rho_grid`) at that learning rate; (3) per reward, the best fixed mixture among the first seed's mixture runs. A grid
-of one value trains nothing. Selection trains under the `ranker` reward (`--selection_reward`).
+of one value trains nothing. Selection trains under the `ranker` reward (`--selection_reward`). A run is never trained
+twice: a selection candidate whose exact training config already ran (a final run of the selection reward, the (τ, ρ)
+candidate the learning-rate stage trained, a candidate of the `--reuse_from` run) is linked to that run, and so is a
+final run of the first seed to the selection run it equals. Method runs in the run folder that trained (or started)
+with other settings than the invocation asks for are refused, naming the keys, rather than skipped or resumed.
 
 Seeds: every method runs on the first seed; the headline rows (SFT, `nll_only`, the best mixture, `adagrpo`) on every
 seed of `--seeds` (`--all_methods_all_seeds` for every row). Rows are means ± std over their seeds; the paired-bootstrap
@@ -468,6 +472,26 @@ def train_candidate(shared_dir: Path, recipe: dict[str, Any], seed: int, method_
     return method_dir
 
 
+def link_twin(target: Path, folders: Sequence[Path], expected: dict[str, Any], ignored: frozenset) -> Path | None:
+    """
+    Links `target` (a method or selection run not trained yet: absent or an empty folder) to the first finished run
+    in `folders` that trained with exactly `expected` ([`finished_twin`]); returns it, or `None` when `target` has
+    runs of its own or no twin exists.
+    """
+    if target.is_symlink() or (target.is_dir() and any(target.iterdir())) or target.is_file():
+        return None
+    for folder in folders:
+        twin = finished_twin(folder, expected, ignored)
+        if twin is not None:
+            if target.is_dir():
+                target.rmdir()  # a killed run that saved nothing
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(twin.resolve(), target_is_directory=True)
+            logger.info("%s: the finished run %s trained with its settings (linked)", target, twin)
+            return twin
+    return None
+
+
 def select_hyperparameters(
     args: argparse.Namespace, recipe: dict[str, Any], shared_dir: Path, seed: int
 ) -> dict[str, Any]:
@@ -477,17 +501,12 @@ def select_hyperparameters(
 
     def trainer(name: str, overrides: dict[str, Any]) -> Path:
         candidate = selection_dir / name
-        if not (candidate / "log_history.json").exists() and saved_config(candidate) is None:
-            # a finished final run of the selection reward with this very config stands for the candidate
-            twin = finished_twin(
-                shared_dir.parent / args.selection_reward / "methods",
-                method_train_config(recipe, overrides, seed),
-                ignored_differences(overrides),
-            )
-            if twin is not None:
-                candidate.parent.mkdir(parents=True, exist_ok=True)
-                candidate.symlink_to(twin.resolve(), target_is_directory=True)
-                logger.info("selection run %s: the finished run %s trained with its settings", name, twin)
+        # a finished run with this very config (a final run of the selection reward, the (τ, ρ) candidate that the
+        # learning-rate stage already trained, or a candidate of the --reuse_from run) stands for the candidate
+        searched = [shared_dir.parent / args.selection_reward / "methods", selection_dir]
+        if args.reuse_from:
+            searched.append(Path(args.reuse_from) / shared_dir.parent.name / "selection")
+        link_twin(candidate, searched, method_train_config(recipe, overrides, seed), ignored_differences(overrides))
         if getattr(args, "report_only", False) and not (candidate / "log_history.json").exists():
             raise FileNotFoundError(f"--report_only: the selection run {candidate} is not trained.")
         return train_candidate(shared_dir, recipe, seed, candidate, overrides)
@@ -1201,6 +1220,11 @@ def _run_benchmark(
                 seed_methods = {name: overrides for name, overrides in methods.items() if name in headline}
             if "nll_only" in seed_methods and seed in nll_only_runs:
                 link_nll_only(nll_only_runs[seed], run_dir)
+            if reward_name == args.selection_reward and seed == first:  # the selection runs are the first seed's
+                for name, overrides in seed_methods.items():
+                    expected = method_train_config(this_recipe, overrides, seed)
+                    selection_runs = output_dir / f"seed{seed}" / "selection"
+                    link_twin(run_dir / "methods" / name, [selection_runs], expected, ignored_differences(overrides))
             if args.report_only:
                 seed_methods = {name: o for name, o in seed_methods.items() if trained(run_dir, name)}
             check_trained_configs(run_dir, this_recipe, seed_methods, seed)

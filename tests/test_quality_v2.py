@@ -320,13 +320,13 @@ def test_runs_trained_with_other_settings_are_refused_naming_folder_and_key(tmp_
 
 
 def test_a_selection_candidate_equal_to_a_finished_run_is_linked_not_trained(tmp_path, monkeypatch):
+    recipe, _ = quality_v2.base_recipe(quality_v2.parse_args(["--quick"]))
+    tau, rho = recipe["train"].get("gate_tau", 0.25), recipe["train"].get("gate_rho", 0.5)  # the lr stage's τ, ρ
     args = quality_v2.parse_args(
-        ["--quick", "--lr_grid", "1e-5", "1e-4", "--beta_grid", "0", "--tau_grid", "0.25", "--rho_grid", "0.5"]
-        + ["--lr_panel", "nll_only", "adagrpo"]
+        ["--quick", "--lr_grid", "1e-5", "1e-4", "--beta_grid", "0", "--tau_grid", f"{tau:g}", "0.9"]
+        + ["--rho_grid", f"{rho:g}", "--lr_panel", "nll_only", "adagrpo"]
     )
-    recipe, _ = quality_v2.base_recipe(args)
-    train = recipe["train"]  # the lr stage trains AdaGRPO with the recipe's τ and ρ
-    grid = quality_v2.method_grid(train.get("gate_tau", 0.25), train.get("gate_rho", 0.5), [1.0])
+    grid = quality_v2.method_grid(tau, rho, [1.0])
     seed_dir = tmp_path / "seed0"
     at = {"learning_rate": 1e-5, "beta": 0.0}
     final = _saved_method(seed_dir / "ranker" / "methods", "adagrpo", _config_of(recipe, {**grid["adagrpo"], **at}, 0))
@@ -343,6 +343,7 @@ def test_a_selection_candidate_equal_to_a_finished_run_is_linked_not_trained(tmp
     def fake_train(shared_dir, recipe, seed, method_dir, overrides):
         if not (method_dir / "log_history.json").exists():
             trained_here.append(method_dir.name)
+            _saved_method(method_dir.parent, method_dir.name, _config_of(recipe, overrides, seed))
             _fake_run(method_dir, [0.1], test=1.0)
         return method_dir
 
@@ -350,12 +351,58 @@ def test_a_selection_candidate_equal_to_a_finished_run_is_linked_not_trained(tmp
     selection = quality_v2.select_hyperparameters(args, recipe, seed_dir / "shared", 0)
     linked = seed_dir / "selection" / "adagrpo_learning_rate1e-05_beta0"
     assert linked.is_symlink() and linked.resolve() == final.resolve()
+    # the (τ, ρ) candidate at the recipe's τ, ρ and the chosen lr is the lr stage's AdaGRPO run: linked too
+    same = seed_dir / "selection" / f"adagrpo_gate_tau{tau:g}_gate_rho{rho:g}"
+    assert same.is_symlink() and same.resolve() == final.resolve()
     assert sorted(trained_here) == [
+        f"adagrpo_gate_tau0.9_gate_rho{rho:g}",
         "adagrpo_learning_rate0.0001_beta0",
         "nll_only_learning_rate0.0001_beta0",
         "nll_only_learning_rate1e-05_beta0",
     ]
-    assert selection["chosen"]["learning_rate"] == 1e-5  # the linked run's validation score (0.5) counted
+    assert selection["chosen"] == {"learning_rate": 1e-5, "beta": 0.0, "gate_tau": tau, "gate_rho": rho}
+
+
+def test_final_runs_equal_to_a_selection_run_are_linked_before_training(tmp_path, monkeypatch):
+    chosen = {"learning_rate": 1e-4, "beta": 0.0, "gate_tau": 0.5, "gate_rho": 0.5}
+    runs = tmp_path / "runs"
+    argv = ["--quick", "--output_dir", str(runs), "--results_dir", str(tmp_path / "res"), "--seeds", "0"]
+    argv += ["--rewards", "ranker", "--methods", "adagrpo", "mixture_1"]
+    args = quality_v2.parse_args(argv)
+    recipe, _ = quality_v2.base_recipe(args)
+    recipe["train"].update(learning_rate=1e-4, beta=0.0)
+    this = quality_v2.reward_recipe(recipe, quality_v2.reward_grid(args.bias_levels)["ranker"])
+    grid = quality_v2.method_grid(0.5, 0.5, [1.0])
+    selection = runs / "seed0" / "selection"
+    twin = _saved_method(selection, "adagrpo_gate_tau0.5_gate_rho0.5", _config_of(this, grid["adagrpo"], 0))
+    # another τ, and the mixture at another lr: no twins
+    _saved_method(
+        selection, "adagrpo_gate_tau0.25_gate_rho0.5", _config_of(this, {**grid["adagrpo"], "gate_tau": 0.25}, 0)
+    )
+    _saved_method(
+        selection,
+        "mixture_1_learning_rate3e-05_beta0",
+        _config_of(this, {**grid["mixture_1"], "learning_rate": 3e-5}, 0),
+    )
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def fake_run_reward(recipe, shared_dir, run_dir, seed, methods):
+        seen.update(run_dir=run_dir, methods=sorted(methods))
+        raise Stop
+
+    monkeypatch.setattr(quality_v2, "run_shared", lambda recipe, shared_dir, seed: None)
+    monkeypatch.setattr(quality_v2, "select_hyperparameters", lambda *a, **k: {"chosen": chosen})
+    monkeypatch.setattr(quality_v2, "run_reward", fake_run_reward)
+    with pytest.raises(Stop):
+        quality_v2.main(argv)
+    methods_dir = runs / "seed0" / "ranker" / "methods"
+    assert (methods_dir / "adagrpo").is_symlink() and (methods_dir / "adagrpo").resolve() == twin.resolve()
+    assert not (methods_dir / "mixture_1").exists()  # it trains
+    assert seen == {"run_dir": runs / "seed0" / "ranker", "methods": ["adagrpo", "mixture_1"]}
 
 
 def _complete_stage(shared: Path, stage: str) -> Path:
