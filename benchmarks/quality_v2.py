@@ -571,8 +571,8 @@ def link_nll_only(source_run: Path, run_dir: Path) -> bool:
     """
     Links a seed's trained `nll_only` control (and its test metrics) from the run of an earlier reward into `run_dir`:
     with `gate_mode="never"` the reward never reaches the loss, so the control is the same model under every reward
-    (tests/test_adagrpo_trainer.py::test_never_gated_training_does_not_depend_on_the_reward_nor_the_rollouts). Does
-    nothing when the source is not trained yet or `run_dir` already has its own (finished or unfinished) control.
+    (tests/test_adagrpo_trainer.py::test_never_gated_training_does_not_depend_on_the_reward_the_rollouts_nor_the_gate).
+    Does nothing when the source is not trained yet or `run_dir` already has its own (finished or unfinished) control.
     Returns whether it linked.
     """
     source, target = source_run / "methods" / "nll_only", run_dir / "methods" / "nll_only"
@@ -588,12 +588,12 @@ def link_nll_only(source_run: Path, run_dir: Path) -> bool:
     return True
 
 
-# Train keys that never reach the NLL-only control's loss (`gate_mode="never"`: neither the rollouts nor their rewards
-# enter it): a control trained under other rewards is the same model bit for bit, one trained with other rollouts the
-# same up to float rounding (the micro-batches are shuffled with another random state, so gradients are summed in
-# another order), i.e. an equally valid same-compute control (tests/test_adagrpo_trainer.py::
-# test_never_gated_training_does_not_depend_on_the_reward_nor_the_rollouts).
-REUSABLE_NLL_ONLY_DIFFERENCES = frozenset({"rollout", "reward_weights", "gate_reward_weights"})
+# Train keys that never reach the NLL-only control's loss (`gate_mode="never"`: neither the rollouts, their rewards nor
+# the gate's τ and ρ enter it): a control trained under other rewards or another τ, ρ is the same model bit for bit, one
+# trained with other rollouts the same up to float rounding (the micro-batches are shuffled with another random state,
+# so gradients are summed in another order), i.e. an equally valid same-compute control (tests/test_adagrpo_trainer.py::
+# test_never_gated_training_does_not_depend_on_the_reward_the_rollouts_nor_the_gate).
+REUSABLE_NLL_ONLY_DIFFERENCES = frozenset({"rollout", "reward_weights", "gate_reward_weights", "gate_tau", "gate_rho"})
 
 
 def link_reused_shared(source: Path, shared_dir: Path) -> bool:

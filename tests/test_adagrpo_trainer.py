@@ -465,7 +465,7 @@ def test_gate_log_probs_come_from_the_generation_and_equal_a_forward_pass(tmp_pa
         torch.testing.assert_close(per_row, per_row[:, :1].expand_as(per_row))  # the rows of a group share it
 
 
-def test_never_gated_training_does_not_depend_on_the_reward_nor_the_rollouts(tmp_path, tokenizer, dataset):
+def test_never_gated_training_does_not_depend_on_the_reward_the_rollouts_nor_the_gate(tmp_path, tokenizer, dataset):
     # benchmarks/quality_v2.py trains the nll_only control once per seed and reuses it under every reward and rollout
     # mode (REUSABLE_NLL_ONLY_DIFFERENCES).
     def another_reward(completions, **kwargs):
@@ -475,6 +475,7 @@ def test_never_gated_training_does_not_depend_on_the_reward_nor_the_rollouts(tmp
         "target": {"reward": toy.target_reward},
         "another": {"reward": another_reward},
         "beams": {"reward": another_reward, "rollout": "beam"},
+        "another_gate": {"reward": another_reward, "gate_tau": 0.5, "gate_rho": 0.75},
     }
     weights = []
     for name, options in runs.items():
@@ -494,6 +495,8 @@ def test_never_gated_training_does_not_depend_on_the_reward_nor_the_rollouts(tmp
     for key in weights[0]:
         # Another reward: bit for bit the same model.
         assert torch.equal(weights[0][key], weights[1][key]), key
+        # Another τ and ρ (they only decide what the gate would admit): bit for bit the same model.
+        assert torch.equal(weights[1][key], weights[3][key]), key
         # Beams instead of samples: the same up to float rounding (measured: at most 5e-5 of the training's update).
         # Sampling draws from the random state that TRL then uses to shuffle the generation batch into micro-batches,
         # so the same prompts' gradients are summed in another order; the sum is the same, its rounding is not.
