@@ -657,8 +657,10 @@ def config_differences(method_dir: Path, expected: dict[str, Any], ignored: froz
     compared: a run's reward is its folder's). Empty when they agree or nothing was saved.
     """
     saved = saved_config(method_dir)
-    if saved is None:
-        return {}
+    return {} if saved is None else _differences(saved, expected, ignored)
+
+
+def _differences(saved: Any, expected: dict[str, Any], ignored: frozenset) -> dict:
     return {
         key: (getattr(saved, key), value)
         for key, value in expected.items()
@@ -724,9 +726,9 @@ def finished_twin(methods_dir: Path, expected: dict[str, Any], ignored: frozense
     if not methods_dir.is_dir():
         return None
     for method_dir in sorted(methods_dir.iterdir()):
-        if (method_dir / "log_history.json").exists() and saved_config(method_dir) is not None:
-            if not config_differences(method_dir, expected, ignored):
-                return method_dir
+        saved = saved_config(method_dir) if (method_dir / "log_history.json").exists() else None
+        if saved is not None and not _differences(saved, expected, ignored):
+            return method_dir
     return None
 
 
