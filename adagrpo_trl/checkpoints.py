@@ -12,14 +12,18 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """
-Checkpoint resolution for resumable training: the latest complete `checkpoint-<step>` folder of a run, and the meaning
-of `resume_from_checkpoint` values (`true`, `false`, a path), shared by `adagrpo-trl train` and the pipeline.
+Checkpoint resolution for resumable training: the latest complete `checkpoint-<step>` folder of a run, the meaning of
+`resume_from_checkpoint` values (`true`, `false`, a path), shared by `adagrpo-trl train` and the pipeline, and the
+training arguments a run (finished or resumable) saved, to compare with the ones a rerun asks for.
 """
 
 import json
 import logging
+import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 
 logger = logging.getLogger(__name__)
@@ -95,3 +99,56 @@ def resolve_resume_from_checkpoint(value: str | bool | None, output_dir: str | o
             "was probably killed while saving. Pass an earlier checkpoint, or `true` for the latest complete one."
         ) from None
     return text
+
+
+def saved_training_args(output_dir: str | os.PathLike) -> Any | None:
+    """
+    The training arguments (`TrainingArguments`, e.g. an [`AdaGRPOConfig`]) a run in `output_dir` trained with: its
+    final `training_args.bin`, or while it is unfinished its latest complete checkpoint's (the one a resume continues).
+    `None` when nothing was saved yet.
+    """
+    import torch
+
+    source = Path(output_dir) / "training_args.bin"
+    if not source.exists():
+        checkpoint = last_complete_checkpoint(output_dir)
+        if checkpoint is None or not (Path(checkpoint) / "training_args.bin").exists():
+            return None
+        source = Path(checkpoint) / "training_args.bin"
+    # A pickled dataclass of transformers / TRL / adagrpo_trl written by the Trainer of this run folder.
+    return torch.load(source, weights_only=False)
+
+
+def training_args_differences(saved: Any, wanted: Any, keys: Iterable[str]) -> dict[str, tuple[Any, Any]]:
+    """
+    `{key: (saved value, wanted value)}` for each of `keys` on which two training arguments disagree; `wanted` is an
+    arguments object or a `dict`. A key either side lacks is not compared. Numbers compare up to float rounding, enums
+    by their value (`"cosine"` equals `SchedulerType.COSINE`), lists element by element.
+
+    Example:
+
+    ```python
+    >>> training_args_differences(saved_training_args("runs/x/methods/adagrpo"), {"gate_tau": 0.5}, ["gate_tau"])
+    {'gate_tau': (0.25, 0.5)}
+    ```
+    """
+
+    def value(args: Any, key: str) -> tuple[bool, Any]:
+        if isinstance(args, dict):
+            return key in args, args.get(key)
+        return hasattr(args, key), getattr(args, key, None)
+
+    differences = {}
+    for key in keys:
+        (has_saved, saved_value), (has_wanted, wanted_value) = value(saved, key), value(wanted, key)
+        if has_saved and has_wanted and not _same_value(saved_value, wanted_value):
+            differences[key] = (saved_value, wanted_value)
+    return differences
+
+
+def _same_value(saved: Any, wanted: Any) -> bool:
+    if isinstance(saved, (int, float)) and isinstance(wanted, (int, float)) and not isinstance(saved, bool):
+        return math.isclose(float(saved), float(wanted), rel_tol=1e-12, abs_tol=0.0)
+    if isinstance(saved, (list, tuple)) and isinstance(wanted, (list, tuple)):
+        return len(saved) == len(wanted) and all(_same_value(a, b) for a, b in zip(saved, wanted, strict=True))
+    return getattr(saved, "value", saved) == getattr(wanted, "value", wanted)  # enums compare by their value

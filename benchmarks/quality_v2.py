@@ -632,40 +632,23 @@ def link_environment(source: Path, shared_dir: Path) -> list[str]:
     return link_shared_stages(source, shared_dir, ENVIRONMENT_STAGES, "--environment_seed")
 
 
-def saved_config(method_dir: Path) -> Any | None:
-    """
-    The `AdaGRPOConfig` a method run trained with (its `training_args.bin`, or its latest checkpoint's while it is
-    unfinished); `None` when nothing was saved yet.
-    """
-    import torch
-
-    from adagrpo_trl.checkpoints import last_complete_checkpoint
-
-    source = method_dir / "training_args.bin"
-    if not source.exists():
-        checkpoint = last_complete_checkpoint(method_dir) if method_dir.is_dir() else None
-        if checkpoint is None or not (Path(checkpoint) / "training_args.bin").exists():
-            return None
-        source = Path(checkpoint) / "training_args.bin"
-    return torch.load(source, weights_only=False)
-
-
 def config_differences(method_dir: Path, expected: dict[str, Any], ignored: frozenset = frozenset()) -> dict:
     """
     `{key: (saved, expected)}` for every key of `expected` (a `method_train_config`) that the run's saved
-    `AdaGRPOConfig` has with another value, except `ignored` (script keys such as the reward are not saved and not
-    compared: a run's reward is its folder's). Empty when they agree or nothing was saved.
+    `AdaGRPOConfig` (finished, or its latest checkpoint's) has with another value, except `ignored` (script keys such as
+    the reward are not saved and not compared: a run's reward is its folder's). Empty when they agree or nothing was
+    saved.
     """
-    saved = saved_config(method_dir)
+    from adagrpo_trl.checkpoints import saved_training_args
+
+    saved = saved_training_args(method_dir)
     return {} if saved is None else _differences(saved, expected, ignored)
 
 
 def _differences(saved: Any, expected: dict[str, Any], ignored: frozenset) -> dict:
-    return {
-        key: (getattr(saved, key), value)
-        for key, value in expected.items()
-        if key not in ignored and hasattr(saved, key) and not _same(getattr(saved, key), value)
-    }
+    from adagrpo_trl.checkpoints import training_args_differences
+
+    return training_args_differences(saved, expected, [key for key in expected if key not in ignored])
 
 
 def ignored_differences(overrides: dict[str, Any]) -> frozenset:
@@ -678,8 +661,9 @@ def check_trained_configs(
 ) -> None:
     """
     Refuses a run folder whose finished or resumable method runs trained with another configuration than this
-    invocation asks for (say an earlier `--lr_grid`): the pipeline skips a finished run and resumes an unfinished one
-    without comparing, so they would be reported (or continued) under the wrong settings.
+    invocation asks for (say an earlier `--lr_grid`), before the pipeline runs: it would be reported (or continued)
+    under the wrong settings. The pipeline refuses its own method folders too (`check_method_runs`) but takes a linked
+    one as it is; here the linked NLL-only control is checked as well, up to `REUSABLE_NLL_ONLY_DIFFERENCES`.
 
     Raises:
         `ValueError`: naming each method folder and the keys that differ (saved, wanted).
@@ -723,10 +707,12 @@ def finished_twin(methods_dir: Path, expected: dict[str, Any], ignored: frozense
     A finished method run in `methods_dir` (one reward's `methods/`) that trained with exactly `expected` (up to
     `ignored`): a selection candidate equal to a final run, or the reverse, need not train twice. `None` if none.
     """
+    from adagrpo_trl.checkpoints import saved_training_args
+
     if not methods_dir.is_dir():
         return None
     for method_dir in sorted(methods_dir.iterdir()):
-        saved = saved_config(method_dir) if (method_dir / "log_history.json").exists() else None
+        saved = saved_training_args(method_dir) if (method_dir / "log_history.json").exists() else None
         if saved is not None and not _differences(saved, expected, ignored):
             return method_dir
     return None
@@ -752,14 +738,6 @@ def finished_nll_only_controls(
                 found[seed] = source
                 break
     return found
-
-
-def _same(saved: Any, wanted: Any) -> bool:
-    if isinstance(saved, (int, float)) and isinstance(wanted, (int, float)) and not isinstance(saved, bool):
-        return math.isclose(float(saved), float(wanted), rel_tol=1e-12, abs_tol=0.0)
-    if isinstance(saved, (list, tuple)) and isinstance(wanted, (list, tuple)):
-        return len(saved) == len(wanted) and all(_same(a, b) for a, b in zip(saved, wanted, strict=True))
-    return getattr(saved, "value", saved) == getattr(wanted, "value", wanted)  # enums compare by their value
 
 
 def trained(run_dir: Path, name: str) -> bool:

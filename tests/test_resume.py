@@ -24,6 +24,7 @@ resumes after the first epoch (TRL's sampler would restart from epoch 0's order)
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -166,6 +167,95 @@ def test_pipeline_resumes_a_method_killed_mid_training(tmp_path, monkeypatch):
     )
     pipeline.run_pipeline(arguments)
     assert resumed_from == {"adagrpo": str(checkpoint), "grpo": None}  # grpo never started: from scratch
+
+
+def done_stages(root):
+    from adagrpo_trl.scripts import pipeline
+
+    for folder, marker in (
+        ("data", "catalog.json"),
+        ("sft", pipeline.SFT_DONE_FILE),
+        ("ranker", "quality_report.json"),
+    ):
+        (root / folder).mkdir(parents=True)
+        (root / folder / marker).write_text("{}")  # the stages before training are done
+
+
+def saved_run(method_dir, finished=True, **config):
+    """A method folder as the Trainer leaves it: `training_args.bin`, finished or in its latest checkpoint."""
+    from adagrpo_trl import AdaGRPOConfig
+
+    config = {"seed": 0, "use_cpu": True, "bf16": False, "report_to": "none", **config}  # the pipeline's seed is 0
+    args = AdaGRPOConfig(output_dir=str(method_dir), **config)
+    folder = method_dir if finished else fake_checkpoint(method_dir, 4)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(args, folder / "training_args.bin")
+    if finished:
+        (method_dir / "log_history.json").write_text("[]")
+
+
+def test_pipeline_refuses_method_runs_trained_with_other_arguments(tmp_path, monkeypatch):
+    """A finished run is skipped and a killed one resumed, so either must have trained with the recipe's arguments."""
+    from adagrpo_trl import cli
+    from adagrpo_trl.checkpoints import saved_training_args, training_args_differences
+    from adagrpo_trl.scripts import pipeline
+
+    root = tmp_path / "run"
+    done_stages(root)
+    trained = []
+    monkeypatch.setattr(pipeline, "run_train", lambda script, args: trained.append(Path(args.output_dir).name))
+    monkeypatch.setattr(pipeline, "run_evaluate", lambda args: {"hr@10": 0.1, "hallucination": 0.0})
+    train = {"use_cpu": True, "bf16": False, "learning_rate": 1e-4, "gate_tau": 0.5, "logging_steps": 5}
+    methods = {"adagrpo": {}, "grpo": {"gate_mode": "always", "nll_coef": 0.0}}
+
+    def run(**train_overrides):
+        arguments = cli.PipelineArguments(
+            output_dir=str(root), train={**train, **train_overrides}, methods=methods, analyze=None
+        )
+        return pipeline.run_pipeline(arguments)
+
+    # finished with another τ (a key the recipe sets), resumable with another learning rate: both named, nothing trains
+    saved_run(root / "methods" / "adagrpo", learning_rate=1e-4, gate_tau=0.25)
+    saved_run(root / "methods" / "grpo", finished=False, learning_rate=3e-5, gate_mode="always", nll_coef=0.0)
+    with pytest.raises(ValueError) as refused:
+        run()
+    message = str(refused.value)
+    assert str(root / "methods" / "adagrpo") in message and "'gate_tau': (0.25, 0.5)" in message
+    assert str(root / "methods" / "grpo") in message and "'learning_rate': (3e-05, 0.0001)" in message
+    assert "nll_coef" not in message and "gate_mode" not in message and trained == []
+    # an AdaGRPO key the recipe leaves at its default is compared too; a bookkeeping key (logging_steps) is not
+    for name in ("adagrpo", "grpo"):
+        shutil.rmtree(root / "methods" / name)
+    saved_run(root / "methods" / "adagrpo", learning_rate=1e-4, gate_tau=0.5, gate_rho=0.25, logging_steps=1)
+    with pytest.raises(ValueError, match=r"'gate_rho': \(0\.25, 0\.5\)") as refused:
+        run()
+    assert "logging_steps" not in str(refused.value) and trained == []
+    # the recipe's arguments: the finished run is skipped and evaluated, the other method trains
+    shutil.rmtree(root / "methods" / "adagrpo")
+    saved_run(root / "methods" / "adagrpo", learning_rate=1e-4, gate_tau=0.5, logging_steps=1)
+    assert set(run()) == {"sft", "adagrpo", "grpo"} and trained == ["grpo"]
+    # a method folder linked on purpose (a run reused from elsewhere) is taken as it is
+    shutil.rmtree(root / "methods" / "adagrpo")
+    saved_run(tmp_path / "elsewhere" / "adagrpo", learning_rate=1e-4, gate_tau=0.9)
+    (root / "methods" / "adagrpo").symlink_to(tmp_path / "elsewhere" / "adagrpo", target_is_directory=True)
+    (root / "methods" / "grpo" / "log_history.json").parent.mkdir(parents=True, exist_ok=True)
+    (root / "methods" / "grpo" / "log_history.json").write_text("[]")
+    run()
+    assert trained == ["grpo"]
+    # the comparison itself: enums by value, numbers up to rounding, lists element-wise, keys either side lacks skipped
+    saved = saved_training_args(tmp_path / "elsewhere" / "adagrpo")
+    assert (
+        training_args_differences(
+            saved,
+            {"lr_scheduler_type": "linear", "learning_rate": 1e-4 + 1e-20},
+            ["lr_scheduler_type", "learning_rate"],
+        )
+        == {}
+    )
+    assert training_args_differences(
+        saved, {"gate_tau": 0.5, "no_such_key": 1}, ["gate_tau", "no_such_key", "other"]
+    ) == {"gate_tau": (0.9, 0.5)}
+    assert saved_training_args(tmp_path / "nothing") is None
 
 
 # ---------------------------------------------------------------------------------------------------------------------

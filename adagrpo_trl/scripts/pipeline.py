@@ -19,7 +19,9 @@ a run that dies resumes where it stopped (delete a folder to redo its stage). A 
 it writes last exists, and those files are written atomically (temporary file + rename): `data/` is swapped in as a
 whole, then `sft/sft_complete.json`, `ranker/quality_report.json`, `methods/<name>/log_history.json`,
 `report/metrics_<name>.json` and `report/analysis_sft.json`. A kill mid-stage therefore redoes that stage, never
-builds on a partial one. The recipe's sections are all checked (unknown keys, value types) before the first stage.
+builds on a partial one. The recipe's sections are all checked (unknown keys, value types) before the first stage, and
+a method folder whose run trained with other arguments than the recipe now asks for is refused before anything trains
+([`check_method_runs`]): skipped or resumed, it would be reported under the new arguments.
 
     adagrpo-trl pipeline --config ml-100k                     # the packaged ml-100k/pipeline.yaml
     adagrpo-trl pipeline --config ml-1m/pipeline_cpu --output_dir runs/ml-1m-cpu
@@ -35,13 +37,14 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from trl import SFTConfig
+from trl import GRPOConfig, SFTConfig
 
 from ..adagrpo_config import AdaGRPOConfig
-from ..checkpoints import last_complete_checkpoint
+from ..checkpoints import last_complete_checkpoint, saved_training_args, training_args_differences
 from ..utils import atomic_write_json
 from .analyze import run_analyze
 from .configs import (
@@ -85,6 +88,91 @@ def _best_checkpoint(method_dir: Path) -> Path | None:
     return Path(best)
 
 
+# Training arguments that say where a run logs and saves, not what it trains: a rerun may change them.
+BOOKKEEPING_KEYS = frozenset(
+    {
+        "output_dir",
+        "logging_dir",
+        "run_name",
+        "report_to",
+        "resume_from_checkpoint",
+        "logging_steps",
+        "save_strategy",
+        "save_steps",
+        "save_total_limit",
+        "disable_tqdm",
+        "log_level",
+    }
+)
+
+
+def _method_arguments(
+    args: PipelineArguments, root: Path, name: str, overrides: dict[str, Any] | None
+) -> tuple[TrainScriptArguments, AdaGRPOConfig, set[str]]:
+    """
+    A method's `train` arguments: the pipeline's `train` section with the method's overrides, on this run's stages,
+    and the training keys the recipe sets.
+    """
+    data_dir, sft_dir, ranker_dir, method_dir = root / "data", root / "sft", root / "ranker", root / "methods" / name
+    script, config = split_recipe_section(
+        "train", {**args.train, **(overrides or {})}, f"the pipeline's 'train (+ methods.{name})' section"
+    )
+    script_args = TrainScriptArguments(
+        **{"ranker_path": str(ranker_dir), **script, "data_dir": str(data_dir), "model_name_or_path": str(sft_dir)}
+    )
+    # Training that died mid-way resumes from the method's latest complete checkpoint (when the recipe saves
+    # checkpoints) instead of starting over; a resume_from_checkpoint in the recipe wins.
+    resume = None if _done(method_dir, "log_history.json") else last_complete_checkpoint(method_dir)
+    train_args = AdaGRPOConfig(
+        **{
+            "seed": args.seed,
+            "report_to": "none",
+            "resume_from_checkpoint": resume,
+            **config,
+            "output_dir": str(method_dir),
+        }
+    )
+    return script_args, train_args, set(config)
+
+
+def check_method_runs(wanted: dict[Path, tuple[AdaGRPOConfig, Collection[str]]]) -> None:
+    """
+    Refuses, before anything trains, a method folder whose run (finished, or a checkpoint a rerun would resume) trained
+    with other arguments than the recipe now asks for: skipped or resumed, it would be reported under the new ones. The
+    keys compared are those the recipe sets (`train` + the method's section), the `seed` and every AdaGRPO key
+    ([`AdaGRPOConfig`]'s own fields), less `BOOKKEEPING_KEYS`; script keys (the reward, the ranker) are not saved by
+    the run and not compared. A method folder that is a symbolic link (a run reused on purpose, e.g. by the benchmark)
+    is not checked.
+
+    Args:
+        wanted (`dict[Path, tuple[AdaGRPOConfig, Collection[str]]]`):
+            Each method folder, the arguments the pipeline would train it with and the training keys the recipe sets.
+
+    Raises:
+        `ValueError`: naming each folder and its keys (saved value, wanted value), and how to go on.
+    """
+    own_keys = set(AdaGRPOConfig.__dataclass_fields__) - set(GRPOConfig.__dataclass_fields__)
+    wrong = {}
+    for method_dir, (train_args, set_keys) in wanted.items():
+        if method_dir.is_symlink():
+            logger.info("Method folder %s is a link to %s: reused as it is.", method_dir, method_dir.resolve())
+            continue
+        saved = saved_training_args(method_dir)
+        if saved is None:
+            continue
+        keys = sorted((set(set_keys) | own_keys | {"seed"}) - BOOKKEEPING_KEYS)
+        differences = training_args_differences(saved, train_args, keys)
+        if differences:
+            wrong[str(method_dir)] = differences
+    if wrong:
+        listed = "; ".join(f"{folder}: {differences}" for folder, differences in wrong.items())
+        raise ValueError(
+            f"Method runs trained with other arguments than the recipe asks for (saved, wanted): {listed}. Delete "
+            "those folders to train them again with the recipe's arguments, use another --output_dir, or set the "
+            "recipe back to the values they ran with."
+        )
+
+
 def run_pipeline(args: PipelineArguments) -> dict[str, Any]:
     """
     Runs every stage of a [`~adagrpo_trl.scripts.configs.PipelineArguments`] recipe and writes `report/results.json`,
@@ -94,7 +182,8 @@ def run_pipeline(args: PipelineArguments) -> dict[str, Any]:
 
     A method whose training was killed resumes from the latest complete `checkpoint-<step>` in `methods/<name>` (when
     the recipe saves checkpoints, e.g. `save_strategy: steps`) and continues as the uninterrupted run would; delete
-    the folder to train it again from the SFT model.
+    the folder to train it again from the SFT model. A finished or resumable method run that trained with other
+    arguments than the recipe's is refused ([`check_method_runs`], `ValueError`).
 
     Returns:
         `dict`: the metrics of every method (`sft` included) on the test split.
@@ -155,34 +244,13 @@ def run_pipeline(args: PipelineArguments) -> dict[str, Any]:
         results[name] = timed(f"evaluate/{name}", run_evaluate, evaluate_args)
 
     evaluate("sft", sft_dir)
-    for name, overrides in args.methods.items():
+    planned = {name: _method_arguments(args, root, name, overrides) for name, overrides in args.methods.items()}
+    check_method_runs({root / "methods" / name: (plan[1], plan[2]) for name, plan in planned.items()})
+    for name, (script_args, train_args, _) in planned.items():
         method_dir = root / "methods" / name
         if not _done(method_dir, "log_history.json"):
-            script, config = split_recipe_section(
-                "train", {**args.train, **(overrides or {})}, f"the pipeline's 'train (+ methods.{name})' section"
-            )
-            script_args = TrainScriptArguments(
-                **{
-                    "ranker_path": str(ranker_dir),
-                    **script,
-                    "data_dir": str(data_dir),
-                    "model_name_or_path": str(sft_dir),
-                }
-            )
-            # Training that died mid-way resumes from the method's latest complete checkpoint (when the recipe saves
-            # checkpoints) instead of starting over; a resume_from_checkpoint in the recipe wins.
-            resume = last_complete_checkpoint(method_dir)
-            if resume is not None:
-                logger.info("Method %s: resuming its training from %s.", name, resume)
-            train_args = AdaGRPOConfig(
-                **{
-                    "seed": args.seed,
-                    "report_to": "none",
-                    "resume_from_checkpoint": resume,
-                    **config,
-                    "output_dir": str(method_dir),
-                }
-            )
+            if train_args.resume_from_checkpoint is not None:
+                logger.info("Method %s: resuming its training from %s.", name, train_args.resume_from_checkpoint)
             timed(f"train/{name}", run_train, script_args, train_args)
         evaluate(name, method_dir)
         best = _best_checkpoint(method_dir)
