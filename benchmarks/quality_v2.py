@@ -492,11 +492,16 @@ def link_twin(target: Path, folders: Sequence[Path], expected: dict[str, Any], i
     return None
 
 
+def selection_folder(seed_dir: Path) -> Path:
+    """Where a seed's selection candidates train (`<seed folder>/selection`), in this run folder or `--reuse_from`'s."""
+    return seed_dir / "selection"
+
+
 def select_hyperparameters(
     args: argparse.Namespace, recipe: dict[str, Any], shared_dir: Path, seed: int
 ) -> dict[str, Any]:
     """(learning rate, β) for every method, then (τ, ρ) for AdaGRPO, each on the validation split of `seed`."""
-    selection_dir = shared_dir.parent / "selection"
+    selection_dir = selection_folder(shared_dir.parent)
     train = recipe["train"]
 
     def trainer(name: str, overrides: dict[str, Any]) -> Path:
@@ -505,7 +510,7 @@ def select_hyperparameters(
         # learning-rate stage already trained, or a candidate of the --reuse_from run) stands for the candidate
         searched = [shared_dir.parent / args.selection_reward / "methods", selection_dir]
         if args.reuse_from:
-            searched.append(Path(args.reuse_from) / shared_dir.parent.name / "selection")
+            searched.append(selection_folder(Path(args.reuse_from) / shared_dir.parent.name))
         link_twin(candidate, searched, method_train_config(recipe, overrides, seed), ignored_differences(overrides))
         if getattr(args, "report_only", False) and not (candidate / "log_history.json").exists():
             raise FileNotFoundError(f"--report_only: the selection run {candidate} is not trained.")
@@ -1203,7 +1208,7 @@ def _run_benchmark(
             if reward_name == args.selection_reward and seed == first:  # the selection runs are the first seed's
                 for name, overrides in seed_methods.items():
                     expected = method_train_config(this_recipe, overrides, seed)
-                    selection_runs = output_dir / f"seed{seed}" / "selection"
+                    selection_runs = selection_folder(output_dir / f"seed{seed}")
                     link_twin(run_dir / "methods" / name, [selection_runs], expected, ignored_differences(overrides))
             if args.report_only:
                 seed_methods = {name: o for name, o in seed_methods.items() if trained(run_dir, name)}
