@@ -136,11 +136,9 @@ def test_train_command_parses_the_resume_flag(flags, expected):
     assert config.resume_from_checkpoint == expected
 
 
-def test_pipeline_resumes_a_method_killed_mid_training(tmp_path, monkeypatch):
-    from adagrpo_trl import cli
+def done_stages(root):
     from adagrpo_trl.scripts import pipeline
 
-    root = tmp_path / "run"
     for folder, marker in (
         ("data", "catalog.json"),
         ("sft", pipeline.SFT_DONE_FILE),
@@ -148,6 +146,14 @@ def test_pipeline_resumes_a_method_killed_mid_training(tmp_path, monkeypatch):
     ):
         (root / folder).mkdir(parents=True)
         (root / folder / marker).write_text("{}")  # the stages before training are done
+
+
+def test_pipeline_resumes_a_method_killed_mid_training(tmp_path, monkeypatch):
+    from adagrpo_trl import cli
+    from adagrpo_trl.scripts import pipeline
+
+    root = tmp_path / "run"
+    done_stages(root)
     checkpoint = fake_checkpoint(root / "methods" / "adagrpo", 4)
     fake_checkpoint(root / "methods" / "adagrpo", 6, state=None)  # killed while saving its last checkpoint
     resumed_from = {}
@@ -167,18 +173,6 @@ def test_pipeline_resumes_a_method_killed_mid_training(tmp_path, monkeypatch):
     )
     pipeline.run_pipeline(arguments)
     assert resumed_from == {"adagrpo": str(checkpoint), "grpo": None}  # grpo never started: from scratch
-
-
-def done_stages(root):
-    from adagrpo_trl.scripts import pipeline
-
-    for folder, marker in (
-        ("data", "catalog.json"),
-        ("sft", pipeline.SFT_DONE_FILE),
-        ("ranker", "quality_report.json"),
-    ):
-        (root / folder).mkdir(parents=True)
-        (root / folder / marker).write_text("{}")  # the stages before training are done
 
 
 def saved_run(method_dir, finished=True, **config):
