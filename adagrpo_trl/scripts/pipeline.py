@@ -39,7 +39,7 @@ import sys
 import time
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from trl import GRPOConfig, SFTConfig
 
@@ -106,9 +106,13 @@ BOOKKEEPING_KEYS = frozenset(
 )
 
 
-def _method_arguments(
-    args: PipelineArguments, root: Path, name: str, overrides: dict[str, Any] | None
-) -> tuple[TrainScriptArguments, AdaGRPOConfig, set[str]]:
+class _MethodPlan(NamedTuple):
+    script_args: TrainScriptArguments
+    train_args: AdaGRPOConfig
+    recipe_keys: set[str]  # the training keys the recipe sets
+
+
+def _method_arguments(args: PipelineArguments, root: Path, name: str, overrides: dict[str, Any] | None) -> _MethodPlan:
     """
     A method's `train` arguments: the pipeline's `train` section with the method's overrides, on this run's stages,
     and the training keys the recipe sets.
@@ -132,7 +136,7 @@ def _method_arguments(
             "output_dir": str(method_dir),
         }
     )
-    return script_args, train_args, set(config)
+    return _MethodPlan(script_args, train_args, set(config))
 
 
 def check_method_runs(wanted: dict[Path, tuple[AdaGRPOConfig, Collection[str]]]) -> None:
@@ -245,7 +249,7 @@ def run_pipeline(args: PipelineArguments) -> dict[str, Any]:
 
     evaluate("sft", sft_dir)
     planned = {name: _method_arguments(args, root, name, overrides) for name, overrides in args.methods.items()}
-    check_method_runs({root / "methods" / name: (plan[1], plan[2]) for name, plan in planned.items()})
+    check_method_runs({root / "methods" / name: (plan.train_args, plan.recipe_keys) for name, plan in planned.items()})
     for name, (script_args, train_args, _) in planned.items():
         method_dir = root / "methods" / name
         if not _done(method_dir, "log_history.json"):
