@@ -25,7 +25,8 @@ mean over its candidates: the selection's panel mean).
         --compare "τ 0.5 vs 0.25=adagrpo_gate_tau0.25_gate_rho0.5:adagrpo_gate_tau0.5_gate_rho0.5" \
         --results_dir benchmarks/results/quality_v2/ml-1m/beam_raw_selected/selection_check
 
-Each evaluation is cached in `--cache_dir` (default: `<selection_dir>/full_validation`), so a killed run resumes.
+The same works on a reward's `methods/` folder (e.g. to check which fixed mixture validation prefers; then pass a
+`--cache_dir` outside it). Each evaluation is cached in `--cache_dir` (default: `<selection_dir>/full_validation`), so a killed run resumes.
 Writes `report.json` and `report.md` (command, commit, hardware, wall time) to `--results_dir`.
 """
 
@@ -196,7 +197,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--selection_dir", required=True, help="A seed's selection folder of a quality_v2 run.")
+    parser.add_argument(
+        "--selection_dir",
+        required=True,
+        help="A folder of finished runs: a seed's selection folder of a quality_v2 run, or a reward's methods/ folder.",
+    )
     parser.add_argument("--data_dir", required=True, help="The seed's prepared data (its shared/data).")
     parser.add_argument("--compare", action="append", required=True, help="NAME=A1,A2:B1,B2 (candidate names).")
     parser.add_argument("--results_dir", required=True, help="Where report.json and report.md go.")
