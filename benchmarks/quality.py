@@ -535,7 +535,7 @@ def plot_frontier(report: dict[str, Any], path: Path, title: str) -> None:
                 label=label(name),
             )
         # linear up to 0.1%, logarithmic beyond: the NLL-anchored rows sit within 0.1% and pure GRPO can reach 17%
-        axis.set_xscale("symlog", linthresh=0.1, linscale=1.0)
+        axis.set_xscale("symlog", linthresh=0.1)
         axis.set_xlim(left=0.0)
         axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
         axis.set_xlabel("hallucination (% of top-10 SIDs, unconstrained; log above 0.1)")

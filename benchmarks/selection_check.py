@@ -26,7 +26,8 @@ mean over its candidates: the selection's panel mean).
         --results_dir benchmarks/results/quality_v2/ml-1m/beam_raw_selected/selection_check
 
 The same works on a reward's `methods/` folder (e.g. to check which fixed mixture validation prefers; then pass a
-`--cache_dir` outside it). Each evaluation is cached in `--cache_dir` (default: `<selection_dir>/full_validation`), so a killed run resumes.
+`--cache_dir` outside it). Each evaluation is cached in `--cache_dir` (default: `<selection_dir>/full_validation`),
+so a killed run resumes.
 Writes `report.json` and `report.md` (command, commit, hardware, wall time) to `--results_dir`.
 """
 
