@@ -48,9 +48,10 @@ final run of the first seed to the selection run it equals. Method runs in the r
 with other settings than the invocation asks for are refused, naming the keys, rather than skipped or resumed.
 
 Seeds: every method runs on the first seed; the headline rows (SFT, `nll_only`, the best mixture, `adagrpo`) on every
-seed of `--seeds` (`--all_methods_all_seeds` for every row). Rows are means ± std over their seeds; the paired-bootstrap
-95% intervals of ΔHR@10 (vs SFT, vs `nll_only`, vs the best mixture) are over test users, each user's hits averaged over
-the seeds both rows ran (`adagrpo_trl.evaluation.paired_bootstrap`).
+seed of `--seeds` (`--all_methods_all_seeds` for every row; `--report_only` reports every run that finished, on every
+seed, so a row trained on more seeds, e.g. while it was the best mixture, keeps them). Rows are means ± std over their
+seeds; the paired-bootstrap 95% intervals of ΔHR@10 (vs SFT, vs `nll_only`, vs the best mixture) are over test users,
+each user's hits averaged over the seeds both rows ran (`adagrpo_trl.evaluation.paired_bootstrap`).
 
 Evaluation: ALL test users (beam width >= 20): HR@{1,5,10,20}, NDCG@10, unconstrained hallucination, gate rate, train
 seconds and seconds per optimizer step from each run's own `log_history.json` (TRL's `step_time`), the AdaGRPO / pure
@@ -229,8 +230,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--report_only",
         action="store_true",
-        help="Train nothing: report the methods whose training finished (a method not trained under a reward is left "
-        "out of that reward's report); the shared stages and any selection candidates must be complete.",
+        help="Train nothing: report every method run whose training finished, on every seed (a method not trained "
+        "under a reward is left out of that reward's report); the shared stages and any selection candidates must be "
+        "complete.",
     )
     parser.add_argument("--tag", default=None, help="A variant: reports under <results_dir>/<dataset>/<tag>/.")
     parser.add_argument("--output_dir", default=None, help="Run folder (default: runs/quality_v2/<dataset>[-<tag>]).")
@@ -1198,8 +1200,8 @@ def _run_benchmark(
         best_mixture = ""  # chosen on the first seed's validation, before the other seeds run
         for seed in args.seeds:
             run_dir = output_dir / f"seed{seed}" / reward_name
-            if seed == first or args.all_methods_all_seeds:
-                seed_methods = methods
+            if seed == first or args.all_methods_all_seeds or args.report_only:
+                seed_methods = methods  # --report_only: every run that finished, on every seed (filtered below)
             else:
                 headline = {"nll_only", "adagrpo", best_mixture}
                 seed_methods = {name: overrides for name, overrides in methods.items() if name in headline}

@@ -747,3 +747,12 @@ def test_quality_v2_end_to_end_on_the_tiny_simulator(tmp_path):
     only = json.loads((folder / "ranker" / "report.json").read_text())
     assert set(only["methods"]) == methods and set(only["settings"]["methods"]) == methods - {"sft"}
     assert only["methods"]["adagrpo"] == after["methods"]["adagrpo"]
+    # a row trained on more seeds than the headline rows (pure GRPO on the second seed) keeps them under --report_only
+    quality_v2.main([*argv, "--rewards", "ranker", "--methods", "grpo", "--all_methods_all_seeds"])
+    assert only["methods"]["grpo"]["seeds"] == 1
+    quality_v2.main([*argv, "--report_only"])
+    extra = json.loads((folder / "ranker" / "report.json").read_text())
+    assert extra["headline_rows"] == after["headline_rows"]
+    assert extra["methods"]["adagrpo"] == after["methods"]["adagrpo"]
+    for name, entry in extra["methods"].items():
+        assert entry["seeds"] == (2 if name in extra["headline_rows"] or name == "grpo" else 1), name
